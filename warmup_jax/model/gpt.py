@@ -1,0 +1,219 @@
+"""GPT-2 in Flax NNX, numerically the same network as nanoGPT's.
+
+Layout (Pre-LN, the GPT-2 default)::
+
+    x = wte[tokens] + wpe[positions]
+    for each block:  x = x + attn(ln1(x));  x = x + mlp(ln2(x))
+    logits = ln_f(x) @ wte.T                      # weight tying
+
+Post-LN (``norm_position="post"``, Xiong et al. 2020) is ``x = ln1(x + attn(x)); x = ln2(x + mlp(x))``
+with no final LayerNorm.
+
+Initialisation follows nanoGPT: every Dense kernel and both embeddings N(0, 0.02); the two residual
+output projections (``attn.proj``, ``mlp.proj``) N(0, 0.02 / sqrt(2 n_layer)); biases 0; LayerNorm
+scale 1. Dense kernels are ``(in, out)`` (a neuron is a column), embeddings ``(vocab, d)``.
+
+Parameters live in float32 (``param_dtype``); activations and matmuls run in ``compute_dtype``;
+LayerNorm statistics and the logits are computed in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from warmup_jax.model.config import ModelConfig
+
+Params = dict[str, Any]
+
+
+def _dtype(name: str) -> jnp.dtype:
+    return jnp.dtype(name)
+
+
+def _dense(cfg: ModelConfig, fan_in: int, fan_out: int, std: float, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(
+        fan_in,
+        fan_out,
+        use_bias=cfg.use_bias,
+        dtype=_dtype(cfg.compute_dtype),
+        param_dtype=_dtype(cfg.param_dtype),
+        kernel_init=nnx.initializers.normal(std),
+        bias_init=nnx.initializers.zeros_init(),
+        rngs=rngs,
+    )
+
+
+def _layer_norm(cfg: ModelConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    return nnx.LayerNorm(
+        cfg.n_embd,
+        epsilon=cfg.layer_norm_epsilon,
+        use_bias=cfg.use_bias,
+        dtype=jnp.float32,
+        param_dtype=_dtype(cfg.param_dtype),
+        rngs=rngs,
+    )
+
+
+class CausalSelfAttention(nnx.Module):
+    """Multi-head causal self-attention with a fused q|k|v projection (GPT-2's ``c_attn``)."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.n_head = cfg.n_head
+        self.head_dim = cfg.head_dim
+        self.implementation = None if cfg.attention_implementation == "auto" else cfg.attention_implementation
+        residual_std = cfg.init_std / math.sqrt(2 * cfg.n_layer)
+        self.qkv = _dense(cfg, cfg.n_embd, 3 * cfg.n_embd, cfg.init_std, rngs)
+        self.proj = _dense(cfg, cfg.n_embd, cfg.n_embd, residual_std, rngs)
+
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        b, t, d = x_BxTxD.shape
+        qkv_BxTx3D = self.qkv(x_BxTxD)
+        q, k, v = (
+            a.reshape(b, t, self.n_head, self.head_dim) for a in jnp.split(qkv_BxTx3D, 3, axis=-1)
+        )
+        y_BxTxNxH = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=self.implementation)
+        return self.proj(y_BxTxNxH.reshape(b, t, d))
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.approximate = cfg.gelu_approximate
+        self.fc = _dense(cfg, cfg.n_embd, 4 * cfg.n_embd, cfg.init_std, rngs)
+        self.proj = _dense(cfg, 4 * cfg.n_embd, cfg.n_embd, cfg.init_std / math.sqrt(2 * cfg.n_layer), rngs)
+
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        return self.proj(jax.nn.gelu(self.fc(x_BxTxD), approximate=self.approximate))
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.pre_norm = cfg.norm_position == "pre"
+        self.compute_dtype = _dtype(cfg.compute_dtype)
+        self.ln1 = _layer_norm(cfg, rngs)
+        self.attn = CausalSelfAttention(cfg, rngs=rngs)
+        self.ln2 = _layer_norm(cfg, rngs)
+        self.mlp = MLP(cfg, rngs=rngs)
+        self.dropout = nnx.Dropout(cfg.dropout)
+
+    def _norm(self, ln: nnx.LayerNorm, x: jax.Array) -> jax.Array:
+        return ln(x).astype(self.compute_dtype)
+
+    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
+        drop = lambda y: self.dropout(y, deterministic=deterministic, rngs=rngs)  # noqa: E731
+        if self.pre_norm:
+            x = x + drop(self.attn(self._norm(self.ln1, x)))
+            return x + drop(self.mlp(self._norm(self.ln2, x)))
+        x = self._norm(self.ln1, x + drop(self.attn(x)))
+        return self._norm(self.ln2, x + drop(self.mlp(x)))
+
+
+class GPT(nnx.Module):
+    """GPT-2 language model. ``model(tokens_BxT) -> logits_BxTxV`` (float32)."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        if cfg.vocab_size <= 0:
+            raise ValueError("ModelConfig.vocab_size must be set (> 0) before building the model")
+        self.cfg = cfg
+        vocab = cfg.padded_vocab_size()
+        embed_init = nnx.initializers.normal(cfg.init_std)
+        param_dtype, compute_dtype = _dtype(cfg.param_dtype), _dtype(cfg.compute_dtype)
+        self.wte = nnx.Embed(vocab, cfg.n_embd, dtype=compute_dtype, param_dtype=param_dtype,
+                             embedding_init=embed_init, rngs=rngs)
+        self.wpe = nnx.Embed(cfg.block_size, cfg.n_embd, dtype=compute_dtype, param_dtype=param_dtype,
+                             embedding_init=embed_init, rngs=rngs)
+        self.dropout = nnx.Dropout(cfg.dropout)
+        self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layer)])
+        self.ln_f = _layer_norm(cfg, rngs) if cfg.norm_position == "pre" else None
+
+    def __call__(
+        self,
+        tokens_BxT: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
+        chex.assert_rank(tokens_BxT, 2)
+        chex.assert_type(tokens_BxT, int)
+        b, t = tokens_BxT.shape
+        if t > self.cfg.block_size:
+            raise ValueError(f"sequence length {t} exceeds model.block_size={self.cfg.block_size}")
+        x_BxTxD = self.wte(tokens_BxT) + self.wpe(jnp.arange(t))[None]
+        x_BxTxD = self.dropout(x_BxTxD, deterministic=deterministic, rngs=rngs)
+        for block in self.blocks:
+            x_BxTxD = block(x_BxTxD, deterministic=deterministic, rngs=rngs)
+        if self.ln_f is not None:
+            x_BxTxD = self.ln_f(x_BxTxD)
+        # Tied output head; logits in float32 for a stable softmax cross-entropy.
+        logits_BxTxV = jnp.dot(
+            x_BxTxD.astype(self.wte.dtype), self.wte.embedding[...].astype(self.wte.dtype).T,
+            preferred_element_type=jnp.float32,
+        )
+        chex.assert_shape(logits_BxTxV, (b, t, self.cfg.padded_vocab_size()))
+        return logits_BxTxV
+
+
+class ModelDef:
+    """What is needed, besides the parameters, to rebuild a model inside a jitted function.
+
+    ``split(model) -> (ModelDef, params)``; ``model_def.merge(params) -> GPT``. Parameters are a
+    plain nested dict with string keys (``params["blocks"]["0"]["attn"]["qkv"]["kernel"]``): what
+    optax parameter groups, orbax and the metrics see.
+    """
+
+    def __init__(self, graphdef: nnx.GraphDef, param_template: nnx.State, rest: nnx.State):
+        self.graphdef = graphdef
+        self.param_template = param_template  # abstract (shape/dtype) nnx.State of the Params
+        self.rest = rest  # non-Param state (e.g. RNG counters); empty for GPT
+
+    def merge(self, params: Params) -> GPT:
+        param_state = jax.tree_util.tree_map(lambda leaf: leaf, self.param_template)
+        nnx.replace_by_pure_dict(param_state, params)
+        return nnx.merge(self.graphdef, param_state, self.rest)
+
+
+def split(model: GPT) -> tuple[ModelDef, Params]:
+    graphdef, param_state, rest = nnx.split(model, nnx.Param, ...)
+    template = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), param_state)
+    return ModelDef(graphdef, template, rest), _stringify_keys(nnx.to_pure_dict(param_state))
+
+
+def init_params(cfg: ModelConfig, seed: int | jax.Array) -> tuple[ModelDef, Params]:
+    """Builds the model and returns its definition and freshly initialised parameters."""
+    key = seed if isinstance(seed, jax.Array) else jax.random.key(seed)
+    return split(GPT(cfg, rngs=nnx.Rngs(params=key)))
+
+
+def abstract_params(cfg: ModelConfig) -> tuple[ModelDef, Params]:
+    """Like :func:`init_params` but allocates nothing: parameters are ``jax.ShapeDtypeStruct``."""
+    model = nnx.eval_shape(lambda: GPT(cfg, rngs=nnx.Rngs(params=0)))
+    return split(model)
+
+
+def _stringify_keys(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {str(k): _stringify_keys(v) for k, v in tree.items()}
+    return tree
+
+
+def count_params(params: Params, *, exclude_positions: bool = False) -> int:
+    """Number of parameters; ``exclude_positions`` drops wpe, as nanoGPT reports it."""
+    total = sum(x.size for x in jax.tree_util.tree_leaves(params))
+    if exclude_positions:
+        total -= params["wpe"]["embedding"].size
+    return int(total)
+
+
+def cross_entropy_loss(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
+    """Mean next-token cross-entropy in float32."""
+    chex.assert_rank(logits_BxTxV, 3)
+    chex.assert_equal_shape_prefix((logits_BxTxV, targets_BxT), 2)
+    logits = logits_BxTxV.astype(jnp.float32)
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    true_logit = jnp.take_along_axis(logits, targets_BxT[..., None], axis=-1)[..., 0]
+    return jnp.mean(log_z - true_logit)
