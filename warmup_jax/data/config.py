@@ -10,8 +10,7 @@ SOURCES = ("debian", "nanogpt_bin", "text_dir", "tfds")
 TOKENIZERS = ("bpe", "gpt2")
 
 
-class ConfigError(ValueError):
-    """A config value is not allowed; the message names the field, the value and the choices."""
+from warmup_jax.errors import ConfigError  # noqa: E402  (one error type for every config section)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +44,6 @@ class DataConfig:
     seq_len_min: int = 8
     seq_len_bucket: int = 8
     bpe_train_max_bytes: int = 200_000_000
-
-    def __post_init__(self):
-        self.validate()
 
     def validate(self) -> None:
         """Raises ConfigError for the first field whose value is not allowed."""

@@ -1,0 +1,236 @@
+"""Typed run configuration: ``Config = model + data + optim + train``, all frozen dataclasses.
+
+Named configurations live in the top-level ``configs/`` folder (installed as
+``warmup_jax.configs``); each module there defines ``get_config() -> Config``. Any field can be
+overridden from the command line with ``--set section.field=value`` (``optim.hparams`` is an open
+dict passed to the optimizer recipe: ``--set optim.hparams.b2=0.99``).
+
+``Config.validate(num_devices)`` checks every field and the cross-field rules before any work
+starts; errors name the field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import importlib
+import importlib.util
+import os
+import types
+import typing
+from typing import Any
+
+from warmup_jax.data.config import DataConfig
+from warmup_jax.errors import ConfigError, check_choice, check_range
+from warmup_jax.model.config import ModelConfig
+
+__all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig",
+           "apply_overrides", "load_config", "list_configs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and learning-rate schedule."""
+
+    name: str = "adamw"  # a recipe name: see `warmup-jax configs --optimizers`
+    lr: float = 6e-4  # peak learning rate
+    warmup_steps: int = 0
+    cooldown_fraction: float = 0.5  # final fraction of training with a linear decay to end_lr
+    end_lr: float = 0.0
+    schedule_unit: str = "steps"  # "tokens": decay follows tokens seen (for sequence-length warmup)
+    grad_clip: float = 1.0  # global-norm clipping; 0 disables
+    hparams: dict = dataclasses.field(default_factory=dict)  # recipe keyword arguments
+
+    def validate(self, total_steps: int) -> None:
+        check_range("optim.lr", self.lr, low=0.0, low_inclusive=False)
+        check_range("optim.end_lr", self.end_lr, low=0.0)
+        check_range("optim.cooldown_fraction", self.cooldown_fraction, low=0.0, high=1.0)
+        check_range("optim.grad_clip", self.grad_clip, low=0.0)
+        check_choice("optim.schedule_unit", self.schedule_unit, ("steps", "tokens"))
+        max_warmup = total_steps - int(round(self.cooldown_fraction * total_steps))
+        check_range("optim.warmup_steps", self.warmup_steps, low=0, high=max_warmup)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training loop, its mesh, logging and checkpointing."""
+
+    steps: int = 200
+    batch_size: int = 16  # global batch in sequences (B)
+    grad_accum_steps: int = 1  # micro-batches per step (K); micro-batch size b = B / K
+    seq_len: int = 128  # training context length (<= model.block_size)
+    seed: int = 0
+    eval_interval: int = 100  # 0: only at the end
+    eval_batches: int = 10
+    log_interval: int = 10
+    checkpoint_interval: int = 0  # 0: only at the end and on SIGTERM
+    keep_checkpoints: int = 2
+    out_dir: str = "runs/default"
+    resume: bool = False
+    mesh_fsdp: int = 1  # devices along the FSDP axis; the data axis takes the rest
+    peak_flops_per_device: float = 0.0  # 0: looked up (accelerators) or measured (CPU)
+    tensorboard: bool = True
+    progress: bool = True  # console progress bar
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum_steps", "seq_len", "eval_batches", "log_interval",
+                     "keep_checkpoints", "mesh_fsdp"):
+            check_range(f"train.{name}", getattr(self, name), low=1)
+        for name in ("eval_interval", "checkpoint_interval", "seed", "peak_flops_per_device"):
+            check_range(f"train.{name}", getattr(self, name), low=0)
+        if self.batch_size % self.grad_accum_steps:
+            raise ConfigError(
+                f"train.batch_size={self.batch_size} is not divisible by train.grad_accum_steps="
+                f"{self.grad_accum_steps}; allowed: batch_size a multiple of grad_accum_steps"
+            )
+        if not self.out_dir:
+            raise ConfigError("train.out_dir='' is not allowed; give a folder for logs and checkpoints")
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.batch_size // self.grad_accum_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    name: str = "default"
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def validate(self, num_devices: int | None = None, process_count: int = 1) -> None:
+        """Checks every field and the cross-field rules; raises ConfigError naming the field."""
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+        self.optim.validate(self.train.steps)
+        if self.train.seq_len > self.model.block_size:
+            raise ConfigError(
+                f"train.seq_len={self.train.seq_len} is longer than the position table "
+                f"(model.block_size={self.model.block_size}); allowed: seq_len <= {self.model.block_size}"
+            )
+        if num_devices is not None:
+            if num_devices % self.train.mesh_fsdp:
+                raise ConfigError(
+                    f"train.mesh_fsdp={self.train.mesh_fsdp} does not divide the {num_devices} devices"
+                )
+            micro = self.train.micro_batch_size
+            if micro % num_devices or micro % process_count:
+                raise ConfigError(
+                    f"train.batch_size={self.train.batch_size} gives micro-batches of {micro} sequences "
+                    f"(batch_size / grad_accum_steps), not divisible by the {num_devices} devices; "
+                    f"allowed: batch_size / grad_accum_steps a multiple of {num_devices}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in d.items():
+            if key not in sections:
+                raise ConfigError(f"unknown config section {key!r}")
+            kwargs[key] = hints[key](**value) if dataclasses.is_dataclass(hints[key]) else value
+        return cls(**kwargs)
+
+
+def _parse_value(text: str, target_type: Any, field: str) -> Any:
+    """Parses a command-line string into ``target_type`` (bool, int, float, str, dict values)."""
+    if target_type is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{field}={text!r} is not a boolean; allowed: true/false")
+    if target_type is int:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{field}={text!r} is not an integer") from None
+        if not value.is_integer():
+            raise ConfigError(f"{field}={text!r} is not an integer")
+        return int(value)
+    if target_type is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{field}={text!r} is not a number") from None
+    if target_type is str:
+        return text
+    try:  # open dicts: numbers, booleans, lists as Python literals; anything else stays a string
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        lowered = text.strip().lower()
+        return {"true": True, "false": False}.get(lowered, text)
+
+
+def _unknown_key(prefix: str, key: str, allowed: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean {prefix}{close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown config key {prefix}{key!r}{hint}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _override(obj: Any, path: list[str], text: str, prefix: str) -> Any:
+    key, rest = path[0], path[1:]
+    if isinstance(obj, dict):
+        if rest:
+            raise ConfigError(f"{prefix}{key} is a leaf of an open dict and cannot have sub-keys")
+        new = dict(obj)
+        new[key] = _parse_value(text, None, prefix + key)
+        return new
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if key not in fields:
+        raise _unknown_key(prefix, key, list(fields))
+    hints = typing.get_type_hints(type(obj))
+    current = getattr(obj, key)
+    if dataclasses.is_dataclass(current) or isinstance(current, dict):
+        if not rest:
+            raise ConfigError(f"{prefix}{key} is a section; set one of its fields, e.g. {prefix}{key}.<field>=...")
+        return dataclasses.replace(obj, **{key: _override(current, rest, text, f"{prefix}{key}.")})
+    if rest:
+        raise ConfigError(f"{prefix}{key} is a value, not a section; '{'.'.join(rest)}' cannot follow it")
+    return dataclasses.replace(obj, **{key: _parse_value(text, hints[key], prefix + key)})
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Applies ``["optim.lr=3e-3", "train.steps=100", ...]`` to a config."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        key, text = item.split("=", 1)
+        config = _override(config, key.strip().split("."), text.strip(), "")
+    return config
+
+
+def list_configs() -> list[str]:
+    import warmup_jax.configs as package
+
+    folder = os.path.dirname(package.__file__)
+    return sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_"))
+
+
+def load_config(name_or_path: str, overrides: list[str] = ()) -> Config:
+    """Loads a named config (``configs/<name>.py``) or a Python file defining ``get_config()``."""
+    if name_or_path.endswith(".py") or os.sep in name_or_path:
+        if not os.path.isfile(name_or_path):
+            raise ConfigError(f"config file {name_or_path!r} does not exist")
+        spec = importlib.util.spec_from_file_location("_warmup_jax_user_config", name_or_path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        names = list_configs()
+        if name_or_path not in names:
+            raise _unknown_key("config ", name_or_path, names)
+        module = importlib.import_module(f"warmup_jax.configs.{name_or_path}")
+    if not isinstance(getattr(module, "get_config", None), types.FunctionType):
+        raise ConfigError(f"config {name_or_path!r} defines no get_config() function")
+    config = module.get_config()
+    if not isinstance(config, Config):
+        raise ConfigError(f"get_config() of {name_or_path!r} returned {type(config).__name__}, not Config")
+    return apply_overrides(config, list(overrides))

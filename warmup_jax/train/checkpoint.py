@@ -1,0 +1,103 @@
+"""Checkpoints with orbax: the train state, the data-iterator state and the config, per step.
+
+Orbax writes each step to a temporary folder and renames it when complete, so an interrupted
+save never leaves a checkpoint that looks finished. Restores check the saved config against the
+current one first, so an incompatible checkpoint fails with a message, not a shape error deep in
+orbax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from warmup_jax.errors import CheckpointError
+
+# Config fields that must agree between a checkpoint and the run that resumes it.
+_MUST_MATCH = ("model", "optim.name", "optim.hparams", "train.batch_size", "train.grad_accum_steps",
+               "train.seq_len", "data.source", "data.path", "data.tokenizer", "data.bpe_vocab_size", "train.seed",
+               "data.seed")
+
+
+def _lookup(d: dict, dotted: str) -> Any:
+    for key in dotted.split("."):
+        d = d.get(key, {}) if isinstance(d, dict) else None
+    return d
+
+
+class Checkpointer:
+    """Saves and restores ``(TrainState, loader state, config dict)`` under ``directory``."""
+
+    def __init__(self, directory: str, *, keep: int = 2):
+        self.directory = os.path.abspath(directory)
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False),
+            item_names=("state", "data", "config"),
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, loader_state: dict, config: dict) -> None:
+        if step in self._manager.all_steps():
+            return
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data=ocp.args.JsonSave(loader_state),
+                config=ocp.args.JsonSave(config),
+            ),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+
+    def check_compatible(self, step: int, config: dict) -> None:
+        saved = self._restore_item(step, "config", ocp.args.JsonRestore())
+        for field in _MUST_MATCH:
+            before, now = _lookup(saved, field), _lookup(config, field)
+            if before != now:
+                raise CheckpointError(
+                    f"checkpoint {self._step_dir(step)} was written with {field}={before!r} but this run has "
+                    f"{field}={now!r}; resume with the same {field} or choose another train.out_dir"
+                )
+
+    def restore(self, step: int, abstract_state: Any, config: dict) -> tuple[Any, dict]:
+        """Returns (train state laid out like ``abstract_state``, loader state)."""
+        self.check_compatible(step, config)
+        state = self._restore_item(step, "state", ocp.args.StandardRestore(abstract_state))
+        loader_state = self._restore_item(step, "data", ocp.args.JsonRestore())
+        return state, loader_state
+
+    def _step_dir(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def _restore_item(self, step: int, item: str, args: Any) -> Any:
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(**{item: args}))
+        except Exception as e:  # orbax raises many types for unreadable files
+            raise CheckpointError(
+                f"checkpoint {self._step_dir(step)} ({item}) cannot be read: {type(e).__name__}: {e}. "
+                "It is corrupt or was written by an incompatible run; delete it to fall back to an older "
+                "step, or choose another train.out_dir"
+            ) from e
+        return restored[item]
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def abstract_like(tree: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs carrying the target shardings, for orbax restores."""
+    return jax.tree_util.tree_map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
+    )
+
+
+def config_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,270 @@
+"""The training loop: set up (or resume), step, evaluate, log, checkpoint.
+
+``train(config)`` is the library entry point behind ``warmup-jax train``. Everything is checked
+before any work starts (config, devices, out_dir, checkpoint compatibility). Metrics of step t
+are copied to the host only after step t+1 has been dispatched, so the device never waits for
+logging. A checkpoint is written every ``train.checkpoint_interval`` steps, at the end, and on
+SIGTERM (then the run stops with exit status 143 from the CLI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from warmup_jax import data as data_lib
+from warmup_jax.data.loader import SeqLenWarmup, TrainLoader, eval_batches
+from warmup_jax.config import Config, ConfigError
+from warmup_jax.model import gpt
+from warmup_jax.model.flops import flops_per_token, peak_flops_per_device
+from warmup_jax.train import mesh as mesh_lib
+from warmup_jax.train.checkpoint import Checkpointer, abstract_like, config_dict
+from warmup_jax.train.logger import MetricLogger, Progress
+from warmup_jax.train.optimizer import build_optimizer, build_schedule
+from warmup_jax.train.step import TrainState, init_train_state, make_eval_step, make_train_step
+
+
+@dataclasses.dataclass
+class TrainResult:
+    out_dir: str
+    final_step: int
+    train_losses: dict[int, float]  # step (1-based: after that many updates) -> loss of that update
+    eval_losses: dict[int, float]
+    interrupted: bool = False
+    tokens_per_second: float = float("nan")
+    mfu: float = float("nan")
+
+
+class _StopFlag:
+    """Set by SIGTERM; the loop saves a checkpoint and stops at the next step boundary."""
+
+    def __init__(self):
+        self.stop = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not in the main thread: no signal handling
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.stop = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def resolve_vocab(config: Config, vocab_size: int) -> Config:
+    if config.model.vocab_size == 0:
+        return dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=vocab_size))
+    if config.model.vocab_size < vocab_size:
+        raise ConfigError(
+            f"model.vocab_size={config.model.vocab_size} is smaller than the tokenizer's {vocab_size} tokens; "
+            f"allowed: 0 (take it from the tokenizer) or >= {vocab_size}"
+        )
+    return config
+
+
+class Trainer:
+    """Holds everything a run needs; ``run()`` trains. Build with :meth:`from_config`."""
+
+    def __init__(self, config: Config, *, quiet: bool = False):
+        config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
+        tc = config.train
+        self.is_main = jax.process_index() == 0
+        self.checkpointer = Checkpointer(os.path.join(tc.out_dir, "checkpoints"), keep=tc.keep_checkpoints)
+        latest = self.checkpointer.latest_step()
+        if latest is not None and not tc.resume:
+            raise ConfigError(
+                f"train.out_dir={tc.out_dir!r} already holds checkpoints (latest step {latest}); pass --resume "
+                "(train.resume=true) to continue that run, or choose another train.out_dir"
+            )
+        self.progress = Progress(tc.steps, latest or 0, enabled=tc.progress and self.is_main and not quiet)
+
+        self.data = data_lib.prepare_data(config.data)
+        config = resolve_vocab(config, self.data.vocab_size)
+        config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
+        self.config = config
+        if latest is not None:
+            self.checkpointer.check_compatible(latest, config_dict(config))
+        self.progress.message(f"data: {self.data.description}")
+
+        self.mesh = mesh_lib.make_mesh(tc.mesh_fsdp)
+        self.model_def, abstract_params = gpt.abstract_params(config.model)
+        self.num_params = gpt.count_params(abstract_params)
+        self.seq_len_warmup = SeqLenWarmup.from_config(config.data)
+        self.schedule = build_schedule(
+            config.optim, tc.steps,
+            tokens_per_step=lambda s: tc.batch_size * self.seq_len_at(s),
+        )
+        self.tx = build_optimizer(config.optim, self.schedule)
+
+        # Initialise parameters and optimizer state directly in their sharded layout.
+        param_shardings = mesh_lib.state_shardings(abstract_params, self.mesh)
+        abstract_state = jax.eval_shape(
+            lambda p: init_train_state(p, self.tx, tc.seed), abstract_params
+        )
+        self.state_shardings = mesh_lib.state_shardings(abstract_state, self.mesh)
+
+        def init_state():
+            _, params = gpt.init_params(config.model, jax.random.key(tc.seed))
+            return init_train_state(params, self.tx, tc.seed)
+
+        self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
+        self.train_step = jax.jit(
+            make_train_step(self.model_def, self.tx, dropout=config.model.dropout),
+            in_shardings=(self.state_shardings, self.batch_sharding),
+            out_shardings=(self.state_shardings, mesh_lib.replicated(self.mesh)),
+            donate_argnums=0,
+        )
+        self.eval_step = jax.jit(
+            make_eval_step(self.model_def),
+            in_shardings=(self.state_shardings.params, mesh_lib.eval_batch_sharding(self.mesh)),
+        )
+
+        self.loader = TrainLoader(
+            self.data.train_tokens, seq_len=tc.seq_len, global_batch_size=tc.batch_size, seed=tc.seed,
+            process_index=jax.process_index(), process_count=jax.process_count(),
+            seq_len_warmup=self.seq_len_warmup, num_workers=config.data.num_workers,
+        )
+        if latest is not None:
+            abstract = abstract_like(abstract_state, self.state_shardings)
+            restored, loader_state = self.checkpointer.restore(latest, abstract, config_dict(config))
+            self.state = TrainState(*restored) if not isinstance(restored, TrainState) else restored
+            self.loader.set_state(loader_state)
+            self.progress.message(f"resumed from step {latest} in {self.checkpointer.directory}")
+        else:
+            self.state = jax.jit(init_state, out_shardings=self.state_shardings)()
+        self.logger = MetricLogger(tc.out_dir, tensorboard=tc.tensorboard, enabled=self.is_main)
+        self._eval_data = None
+
+    def seq_len_at(self, step: int) -> int:
+        if self.seq_len_warmup is None:
+            return self.config.train.seq_len
+        return self.seq_len_warmup.length_at(step, self.config.train.seq_len)
+
+    def _device_batch(self, rows: np.ndarray) -> jax.Array:
+        tc = self.config.train
+        local = rows.reshape(tc.grad_accum_steps, -1, rows.shape[-1])
+        return mesh_lib.global_batch_from_local(local, self.batch_sharding)
+
+    def evaluate(self) -> float:
+        tc = self.config.train
+        if self._eval_data is None:
+            batches = eval_batches(
+                self.data.val_tokens, seq_len=tc.seq_len, batch_size=tc.micro_batch_size,
+                num_batches=tc.eval_batches, process_index=jax.process_index(),
+                process_count=jax.process_count(),
+            )
+            sharding = mesh_lib.eval_batch_sharding(self.mesh)
+            self._eval_data = [mesh_lib.global_batch_from_local(np.asarray(b), sharding) for b in batches]
+        losses = [self.eval_step(self.state.params, batch) for batch in self._eval_data]
+        return float(np.mean(jax.device_get(losses)))
+
+    def save(self) -> None:
+        step = int(jax.device_get(self.state.step))
+        self.checkpointer.save(step, self.state, self.loader.get_state(), config_dict(self.config))
+
+    def run(self, *, until_step: int | None = None) -> TrainResult:
+        """Trains to ``train.steps``, or stops early after ``until_step`` (saving a checkpoint there)."""
+        tc = self.config.train
+        stop_at = tc.steps if until_step is None else min(until_step, tc.steps)
+        start_step = int(jax.device_get(self.state.step))
+        result = TrainResult(tc.out_dir, start_step, {}, {})
+        peak, peak_source = peak_flops_per_device(tc.peak_flops_per_device)
+        n_matmul = self.num_params - self.config.model.block_size * self.config.model.n_embd
+        self.progress.message(
+            f"model: {self.num_params / 1e6:.2f}M parameters; {jax.device_count()} device(s), mesh "
+            f"{dict(self.mesh.shape)}; peak {peak / 1e12:.3g} TFLOP/s per device ({peak_source})"
+        )
+        pending = None  # (step, metrics on device, lr, tokens)
+        window_tokens, window_flops, window_start = 0, 0.0, time.perf_counter()
+
+        def reset_window() -> None:
+            nonlocal window_tokens, window_flops, window_start
+            window_tokens, window_flops, window_start = 0, 0.0, time.perf_counter()
+
+        def flush(item) -> None:
+            nonlocal window_tokens, window_flops, window_start
+            step, metrics_device, lr, tokens, seq_len = item
+            metrics = {k: float(v) for k, v in jax.device_get(metrics_device).items()}
+            metrics["lr"], metrics["seq_len"] = lr, seq_len
+            result.train_losses[step] = metrics["loss"]
+            window_tokens += tokens
+            window_flops += tokens * flops_per_token(self.config.model, n_matmul, seq_len)
+            if not math.isfinite(metrics["loss"]):
+                self.logger.write(step, metrics)
+                raise FloatingPointError(
+                    f"loss is {metrics['loss']} at step {step}; stopping (last checkpoint kept in "
+                    f"{self.checkpointer.directory})"
+                )
+            if step % tc.log_interval == 0 or step == tc.steps:
+                elapsed = time.perf_counter() - window_start
+                tokens_per_s = window_tokens / elapsed
+                mfu = window_flops / elapsed / (peak * jax.device_count())
+                metrics.update(tokens_per_s=tokens_per_s, mfu=mfu)
+                result.tokens_per_second, result.mfu = tokens_per_s, mfu
+                self.progress.update(step, {
+                    "loss": f"{metrics['loss']:.4f}", "lr": f"{lr:.2e}", "tok/s": f"{tokens_per_s:,.0f}",
+                    "MFU": f"{100 * mfu:.1f}%",
+                })
+                reset_window()
+            self.logger.write(step, metrics)
+
+        with _StopFlag() as flag:
+            for step in range(start_step, stop_at):
+                seq_len = self.seq_len_at(step)
+                batch = self._device_batch(next(self.loader))
+                lr = float(self.schedule(step))
+                self.state, metrics = self.train_step(self.state, batch)
+                if pending is not None:
+                    flush(pending)
+                pending = (step + 1, metrics, lr, tc.batch_size * seq_len, seq_len)
+                done = step + 1
+                if (tc.eval_interval and done % tc.eval_interval == 0) or done == tc.steps:
+                    flush(pending)
+                    pending = None
+                    eval_loss = self.evaluate()
+                    result.eval_losses[done] = eval_loss
+                    self.logger.write(done, {"eval_loss": eval_loss})
+                    self.progress.message(f"step {done}: eval loss {eval_loss:.4f}")
+                    reset_window()  # throughput excludes evaluation
+                if tc.checkpoint_interval and done % tc.checkpoint_interval == 0:
+                    self.save()
+                    reset_window()
+                if flag.stop or done == until_step:
+                    if pending is not None:
+                        flush(pending)
+                        pending = None
+                    self.save()
+                    reason = "SIGTERM" if flag.stop else f"stopped at step {done}"
+                    self.progress.message(f"{reason}: saved a checkpoint in {self.checkpointer.directory}")
+                    result.interrupted = done < tc.steps
+                    break
+            if pending is not None:
+                flush(pending)
+        result.final_step = int(jax.device_get(self.state.step))
+        if not result.interrupted:
+            self.save()
+        self.close()
+        return result
+
+    def close(self) -> None:
+        self.progress.close()
+        self.logger.close()
+        self.checkpointer.close()
+
+
+def train(config: Config, *, quiet: bool = False) -> TrainResult:
+    """Trains (or resumes, with ``train.resume``) the run described by ``config``."""
+    return Trainer(config, quiet=quiet).run()
