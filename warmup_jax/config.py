@@ -172,8 +172,8 @@ def _parse_value(text: str, target_type: Any, field: str) -> Any:
 
 def _unknown_key(prefix: str, key: str, allowed: list[str]) -> ConfigError:
     close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f" (did you mean {prefix}{close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown config key {prefix}{key!r}{hint}; allowed: {', '.join(sorted(allowed))}")
+    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{prefix}{key}'{hint}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _override(obj: Any, path: list[str], text: str, prefix: str) -> Any:
@@ -226,7 +226,7 @@ def load_config(name_or_path: str, overrides: list[str] = ()) -> Config:
     else:
         names = list_configs()
         if name_or_path not in names:
-            raise _unknown_key("config ", name_or_path, names)
+            raise _unknown_key("", name_or_path, names)
         module = importlib.import_module(f"warmup_jax.configs.{name_or_path}")
     if not isinstance(getattr(module, "get_config", None), types.FunctionType):
         raise ConfigError(f"config {name_or_path!r} defines no get_config() function")

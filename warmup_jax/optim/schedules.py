@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -57,3 +62,74 @@ def trapezoid_schedule(
         boundaries.append(warmup_steps + plateau_steps)
         pieces.append(optax.linear_schedule(peak_value, end_value, cooldown_steps))
     return optax.join_schedules(pieces, boundaries)
+
+
+def polynomial_warmup_schedule(
+        init_value: float,
+        peak_value: float,
+        warmup_steps: int,
+        *,
+        power: float = 1.0,
+        after_warmup: optax.Schedule | None = None,
+) -> optax.Schedule:
+    r"""Kalra & Barkeshli's warmup from :math:`\eta_{init}`, then a given schedule.
+
+    .. math::
+
+        \eta_s = \min\big(\eta_{init} + (\eta_{trgt} - \eta_{init})\,(s / T_w)^k,\ \eta_{trgt}\big)
+        \qquad s \le T_w
+
+    and ``after_warmup(s - T_w)`` (default: constant :math:`\eta_{trgt}`) afterwards. With
+    :math:`\eta_{init}` from :func:`warmup_jax.optim.find_catapult_lr` the warmup skips the steps
+    spent below the critical learning rate; if :math:`\eta_{init} \ge \eta_{trgt}` there is no
+    warmup at all.
+
+    Args:
+        init_value: :math:`\eta_{init}` (learning rate at step 0).
+        peak_value: :math:`\eta_{trgt}`.
+        warmup_steps: :math:`T_w` (0: no warmup).
+        power: :math:`k` (1: linear).
+        after_warmup: schedule for the steps after the warmup, counted from 0.
+
+    Returns:
+        An ``optax.Schedule``.
+    """
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps={warmup_steps} must be >= 0")
+    if power <= 0:
+        raise ValueError(f"power={power} must be > 0")
+    after = optax.constant_schedule(peak_value) if after_warmup is None else after_warmup
+    if warmup_steps == 0:
+        return after
+
+    def warmup(step):
+        frac = jnp.clip(jnp.asarray(step, jnp.float32) / warmup_steps, 0.0, 1.0)
+        value = init_value + (peak_value - init_value) * frac**power
+        return jnp.minimum(value, peak_value)
+
+    return optax.join_schedules([warmup, after], [warmup_steps])
+
+
+def count_params(params: Any) -> int:
+    """Number of scalar parameters in a pytree."""
+    return int(sum(math.prod(jnp.shape(x)) for x in jax.tree.leaves(params)))
+
+
+def porian_warmup_steps(num_params: int, tokens_per_step: int) -> int:
+    r"""Porian et al.'s warmup length: as many tokens as the model has parameters.
+
+    ``ceil(N / tokens_per_step)`` steps. The rule "warmup tokens = N" is recalled from the paper
+    and consistent with its code ([M], METHODS.md §7). GPT-2 124M at 480 x 1024 tokens per step:
+    253 steps, about 5% of 5000.
+
+    Args:
+        num_params: :math:`N` (see :func:`count_params`).
+        tokens_per_step: tokens per optimizer step (batch size x sequence length).
+
+    Returns:
+        The number of warmup steps.
+    """
+    if num_params <= 0 or tokens_per_step <= 0:
+        raise ValueError(
+                f"num_params={num_params} and tokens_per_step={tokens_per_step} must be positive")
+    return -(-int(num_params) // int(tokens_per_step))

@@ -101,8 +101,8 @@ def build_schedule(
     return schedule
 
 
-def build_optimizer(optim_cfg, schedule: optax.ScalarOrSchedule) -> optax.GradientTransformation:
-    """``optim.name`` with ``optim.hparams``, after global-norm clipping at ``optim.grad_clip``."""
+def check_optimizer_config(optim_cfg) -> OptimizerFactory:
+    """Raises ConfigError unless ``optim.name`` exists and takes every key of ``optim.hparams``."""
     optimizers = available_optimizers()
     if optim_cfg.name not in optimizers:
         raise ConfigError(
@@ -110,6 +110,12 @@ def build_optimizer(optim_cfg, schedule: optax.ScalarOrSchedule) -> optax.Gradie
         )
     factory = optimizers[optim_cfg.name]
     _check_hparams(optim_cfg.name, factory, optim_cfg.hparams)
+    return factory
+
+
+def build_optimizer(optim_cfg, schedule: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+    """``optim.name`` with ``optim.hparams``, after global-norm clipping at ``optim.grad_clip``."""
+    factory = check_optimizer_config(optim_cfg)
     try:
         tx = factory(learning_rate=schedule, **optim_cfg.hparams)
     except (TypeError, ValueError) as e:

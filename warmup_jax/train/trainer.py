@@ -27,7 +27,7 @@ from warmup_jax.model.flops import flops_per_token, peak_flops_per_device
 from warmup_jax.train import mesh as mesh_lib
 from warmup_jax.train.checkpoint import Checkpointer, abstract_like, config_dict
 from warmup_jax.train.logger import MetricLogger, Progress
-from warmup_jax.train.optimizer import build_optimizer, build_schedule
+from warmup_jax.train.optimizer import build_optimizer, build_schedule, check_optimizer_config
 from warmup_jax.train.step import TrainState, init_train_state, make_eval_step, make_train_step
 
 
@@ -80,6 +80,7 @@ class Trainer:
 
     def __init__(self, config: Config, *, quiet: bool = False):
         config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
+        check_optimizer_config(config.optim)
         tc = config.train
         self.is_main = jax.process_index() == 0
         self.checkpointer = Checkpointer(os.path.join(tc.out_dir, "checkpoints"), keep=tc.keep_checkpoints)
