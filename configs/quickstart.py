@@ -1,8 +1,9 @@
 """Quick start (the default of `warmup-jax train`): CPU-small for 150 steps.
 
 Launch:   warmup-jax train            (same as: warmup-jax train --config quickstart)
-Expected: ~1 minute to fetch the Debian corpus and train its tokenizer on first use, then
-          about 2 minutes of training on 2 CPU cores; validation loss falls from ~9.0 to ~5.
+Expected: ~30 s to fetch the Debian corpus and train its tokenizer on first use, then about
+          2-3 minutes of training on 2 CPU cores (3:56 wall in all, measured on a busy machine);
+          validation loss falls from ~9.0 (ln 8192) to ~6.6.
 """
 
 import dataclasses
