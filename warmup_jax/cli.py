@@ -118,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from absl import logging as absl_logging
+
     from warmup_jax.data import CorpusError
 
+    absl_logging.set_verbosity(absl_logging.ERROR)  # tfds/orbax chatter; our progress goes to the console
     try:
         return args.func(args)
     except (ConfigError, CheckpointError, CorpusError, FileNotFoundError) as e:
