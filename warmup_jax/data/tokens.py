@@ -10,7 +10,9 @@ without it is tokenized again.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -22,7 +24,15 @@ from warmup_jax.data import tfds_text
 from warmup_jax.data._cache import file_lock, short_hash, write_json_atomic
 from warmup_jax.data.config import DataConfig
 from warmup_jax.data.corpus import CorpusError
-from warmup_jax.data.tokenizer import GPT2_VOCAB_SIZE, BPETokenizer, GPT2Tokenizer, Tokenizer, train_bpe
+from warmup_jax.data.tokenizer import (
+    GPT2_VOCAB_SIZE,
+    BPETokenizer,
+    GPT2Tokenizer,
+    Tokenizer,
+    train_bpe,
+)
+
+log = logging.getLogger(__name__)
 
 DOCS_PER_BATCH = 64
 _COPY_CHUNK = 1 << 24  # tokens
@@ -66,13 +76,26 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
     with file_lock(cache / "locks" / f"tokens-{splits.key}-{tokenizer_id}.lock"):
         if not (out_dir / "meta.json").exists():
             out_dir.mkdir(parents=True, exist_ok=True)
-            counts = {}
+            counts, start = {}, time.perf_counter()
             for name, source in (("train", splits.train), ("val", splits.validation)):
-                counts[name] = write_token_stream(source, splits.text_key, tokenizer, out_dir / f"{name}.npy", desc=name)
-            write_json_atomic(out_dir / "meta.json", {"tokenizer": tokenizer.name, "tokens": counts, "label": splits.label})
+                counts[name] = write_token_stream(
+                    source, splits.text_key, tokenizer, out_dir / f"{name}.npy", desc=name
+                )
+            log.info(
+                "tokenized %s with %s in %.1fs: %s",
+                splits.label,
+                tokenizer.name,
+                time.perf_counter() - start,
+                counts,
+            )
+            write_json_atomic(
+                out_dir / "meta.json", {"tokenizer": tokenizer.name, "tokens": counts, "label": splits.label}
+            )
     train = np.load(out_dir / "train.npy", mmap_mode="r")
     val = np.load(out_dir / "val.npy", mmap_mode="r")
-    return PreparedData(tokenizer, tokenizer.vocab_size, train, val, _describe(splits.label, train, val, tokenizer.name))
+    return PreparedData(
+        tokenizer, tokenizer.vocab_size, train, val, _describe(splits.label, train, val, tokenizer.name)
+    )
 
 
 def get_tokenizer(spec: DataConfig | str) -> Tokenizer:
@@ -85,7 +108,9 @@ def get_tokenizer(spec: DataConfig | str) -> Tokenizer:
         return GPT2Tokenizer()
     if str(spec).endswith(".json") and Path(spec).is_file():
         return BPETokenizer(spec)
-    raise ValueError(f"unknown tokenizer {spec!r}; give 'gpt2', the path of a BPE .json file, or a DataConfig")
+    raise ValueError(
+        f"unknown tokenizer {spec!r}; give 'gpt2', the path of a BPE .json file, or a DataConfig"
+    )
 
 
 # ----------------------------------------------------------------------------- sources
@@ -118,12 +143,21 @@ def _open_tfds_catalog(cfg: DataConfig) -> TextSplits:
         builder = tfds.builder(cfg.path, data_dir=data_dir)
         prepared = builder.is_prepared()
     except Exception as error:  # unknown name, missing optional dependency of its builder, ...
-        raise CorpusError(f"TFDS dataset {cfg.path!r} (data.path) cannot be opened from {where}: {_first_line(error)}. {prepare_hint}") from error
+        raise CorpusError(
+            f"TFDS dataset {cfg.path!r} (data.path) cannot be opened from {where}: "
+            f"{_first_line(error)}. {prepare_hint}"
+        ) from error
     if not prepared:
-        raise CorpusError(f"TFDS dataset {cfg.path!r} is not prepared in {where}; nothing is downloaded at run time. {prepare_hint}")
+        raise CorpusError(
+            f"TFDS dataset {cfg.path!r} is not prepared in {where}; "
+            f"nothing is downloaded at run time. {prepare_hint}"
+        )
     features = builder.info.features
     if cfg.tfds_text_key not in features:
-        raise CorpusError(f"data.tfds_text_key={cfg.tfds_text_key!r} is not a feature of {cfg.path!r}; it has: {', '.join(features.keys())}")
+        raise CorpusError(
+            f"data.tfds_text_key={cfg.tfds_text_key!r} is not a feature of {cfg.path!r}; "
+            f"it has: {', '.join(features.keys())}"
+        )
     splits = builder.info.splits
     if "validation" in splits:
         train_split, val_split = "train", "validation"
@@ -132,10 +166,24 @@ def _open_tfds_catalog(cfg: DataConfig) -> TextSplits:
         n_val = max(1, round(n * cfg.validation_fraction))
         train_split, val_split = f"train[:{n - n_val}]", f"train[{n - n_val}:]"
     try:
-        train, val = tfds.data_source(cfg.path, split=[train_split, val_split], data_dir=data_dir, download=False)
+        train, val = tfds.data_source(
+            cfg.path, split=[train_split, val_split], data_dir=data_dir, download=False
+        )
     except Exception as error:
-        raise CorpusError(f"TFDS dataset {cfg.path!r} cannot be read without TensorFlow: {_first_line(error)}. {prepare_hint}") from error
-    key = "tfds_" + short_hash([cfg.path, str(builder.data_dir), str(builder.info.version), train_split, val_split, cfg.tfds_text_key])
+        raise CorpusError(
+            f"TFDS dataset {cfg.path!r} cannot be read without TensorFlow: "
+            f"{_first_line(error)}. {prepare_hint}"
+        ) from error
+    key = "tfds_" + short_hash(
+        [
+            cfg.path,
+            str(builder.data_dir),
+            str(builder.info.version),
+            train_split,
+            val_split,
+            cfg.tfds_text_key,
+        ]
+    )
     return TextSplits(train, val, cfg.tfds_text_key, key, f"tfds {cfg.path}")
 
 
@@ -156,14 +204,21 @@ def _open_nanogpt_bin(folder: str) -> PreparedData:
     arrays = {}
     for name, path in paths.items():
         if path.stat().st_size < 4 or path.stat().st_size % 2:
-            raise CorpusError(f"{str(path)!r} is not a stream of uint16 tokens (size {path.stat().st_size} bytes)")
+            raise CorpusError(
+                f"{str(path)!r} is not a stream of uint16 tokens (size {path.stat().st_size} bytes)"
+            )
         arrays[name] = np.memmap(path, dtype=np.uint16, mode="r")
         if int(arrays[name][: 1 << 20].max()) >= GPT2_VOCAB_SIZE:
             raise CorpusError(f"{str(path)!r} holds ids >= {GPT2_VOCAB_SIZE}; it is not GPT-2 tokenized")
     tokenizer = GPT2Tokenizer()
     label = f"nanogpt_bin {folder}"
-    return PreparedData(tokenizer, tokenizer.vocab_size, arrays["train"], arrays["val"],
-                        _describe(label, arrays["train"], arrays["val"], tokenizer.name))
+    return PreparedData(
+        tokenizer,
+        tokenizer.vocab_size,
+        arrays["train"],
+        arrays["val"],
+        _describe(label, arrays["train"], arrays["val"], tokenizer.name),
+    )
 
 
 # ----------------------------------------------------------------------------- tokenizing
@@ -173,12 +228,21 @@ def _tokenizer_for_splits(cfg: DataConfig, splits: TextSplits, cache: Path) -> t
     """(tokenizer, id used in cache paths); the BPE is trained on the train split once."""
     if cfg.tokenizer == "gpt2":
         return GPT2Tokenizer(), "gpt2"
-    tokenizer_id = f"bpe-{cfg.bpe_vocab_size}-{short_hash([splits.key, cfg.bpe_vocab_size, cfg.bpe_train_max_bytes])}"
+    tokenizer_id = (
+        f"bpe-{cfg.bpe_vocab_size}-{short_hash([splits.key, cfg.bpe_vocab_size, cfg.bpe_train_max_bytes])}"
+    )
     path = cache / "tokenizers" / f"{tokenizer_id}.json"
     with file_lock(cache / "locks" / f"{tokenizer_id}.lock"):
         if not path.exists():
+            start = time.perf_counter()
             texts = _texts_up_to(splits.train, splits.text_key, cfg.bpe_train_max_bytes)
             train_bpe(texts, cfg.bpe_vocab_size, path)
+            log.info(
+                "trained a byte-level BPE (%d ids) on %s in %.1fs",
+                cfg.bpe_vocab_size,
+                splits.label,
+                time.perf_counter() - start,
+            )
     return BPETokenizer(path), tokenizer_id
 
 
@@ -200,7 +264,9 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
-def write_token_stream(source: Sequence[dict], text_key: str, tokenizer: Tokenizer, path: Path, desc: str = "") -> int:
+def write_token_stream(
+    source: Sequence[dict], text_key: str, tokenizer: Tokenizer, path: Path, desc: str = ""
+) -> int:
     """Tokenizes every document of `source` (each followed by EOT) into `path` (.npy); returns the count.
 
     A grain pipeline reads and decodes the records and tokenizes DOCS_PER_BATCH documents per
@@ -225,8 +291,12 @@ def write_token_stream(source: Sequence[dict], text_key: str, tokenizer: Tokeniz
     )
     raw_path = path.with_name(f".{path.name}.{os.getpid()}.raw")
     count = 0
-    with open(raw_path, "wb") as raw, tqdm(total=len(source), unit="doc", desc=f"tokenizing {desc}".strip(),
-                                           mininterval=1.0, leave=False) as progress:
+    with (
+        open(raw_path, "wb") as raw,
+        tqdm(
+            total=len(source), unit="doc", desc=f"tokenizing {desc}".strip(), mininterval=1.0, leave=False
+        ) as progress,
+    ):
         for i, ids in enumerate(batches):
             raw.write(ids.tobytes())
             count += len(ids)
