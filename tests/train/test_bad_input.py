@@ -1,0 +1,85 @@
+"""Bad input fails before any work, with a message naming the field or file, the value and what is
+allowed, and a non-zero exit status; checkpoints are never left half-written or silently mixed."""
+
+import os
+
+import pytest
+
+from warmup_jax.cli import main
+from warmup_jax.config import ConfigError, load_config
+from warmup_jax.errors import CheckpointError
+from warmup_jax.train.trainer import Trainer
+
+
+def _cli(overrides, *extra):
+    args = ["train", "--config", "tiny"]
+    for item in [*overrides, *extra]:
+        args += ["--set", item]
+    return main(args)
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("optim.lrr=0.1", "unknown config key 'optim.lrr' (did you mean 'optim.lr'?)"),
+        ("optim.lr=-0.001", "optim.lr=-0.001 is out of range"),
+        ("optim.warmup_steps=15", "optim.warmup_steps=15 is out of range; allowed: 0 <= warmup_steps <= 10"),
+        ("train.batch_size=6", "not divisible by the 8 devices"),
+        ("train.seq_len=128", "train.seq_len=128 is longer than the position table (model.block_size=64)"),
+        ("train.steps=ten", "train.steps='ten' is not an integer"),
+        ("model.norm_position=middle", "model.norm_position='middle' is not allowed; choose one of: 'pre', 'post'"),
+        ("optim.name=adamv", "optim.name='adamv' is not a known optimizer"),
+        ("optim.hparams.beta9=0.5", "optim.hparams.beta9 is not a hyperparameter of optimizer 'adamw'"),
+        ("data.tokenizer=bpee", "data.tokenizer='bpee'"),
+    ],
+)
+def test_bad_config_values_exit_2_naming_the_field(tiny_overrides, tmp_path, capsys, override, expected):
+    assert _cli(tiny_overrides, override) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()  # failed before any work
+
+
+def test_missing_corpus_folder(tiny_overrides, tmp_path, capsys):
+    missing = tmp_path / "no_such_corpus"
+    assert _cli(tiny_overrides, f"data.path={missing}") == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_unknown_named_config(capsys):
+    assert main(["train", "--config", "tinny"]) == 2
+    assert "did you mean 'tiny'" in capsys.readouterr().err
+
+
+def _short(overrides, *extra):
+    return load_config("tiny", [*overrides, "train.steps=2", "train.eval_interval=0", *extra])
+
+
+def test_checkpoint_errors(tiny_overrides, tmp_path, capsys):
+    Trainer(_short(tiny_overrides)).run()
+    ckpt = tmp_path / "run" / "checkpoints"
+    assert sorted(os.listdir(ckpt)) == ["2"]
+
+    # Existing checkpoints are never overwritten silently.
+    with pytest.raises(ConfigError, match="already holds checkpoints .* pass --resume"):
+        Trainer(_short(tiny_overrides))
+
+    # A checkpoint of another model is refused before restoring, naming the field.
+    with pytest.raises(CheckpointError, match="model"):
+        Trainer(_short(tiny_overrides, "train.resume=true", "model.n_embd=32"))
+
+    # A half-written save (orbax's temporary folder) is ignored: the last complete step is used.
+    (ckpt / "4.orbax-checkpoint-tmp-1234").mkdir()
+    (ckpt / "4.orbax-checkpoint-tmp-1234" / "junk").write_text("partial")
+    trainer = Trainer(_short(tiny_overrides, "train.resume=true", "train.steps=3"))
+    assert int(trainer.state.step) == 2
+    trainer.close()
+
+    # Corrupt array data gives a CheckpointError naming the checkpoint folder, via the CLI too.
+    for root, _, files in os.walk(ckpt / "2" / "state"):
+        for name in files:
+            if "ocdbt.process" in root and "/d" in root:
+                with open(os.path.join(root, name), "wb") as f:
+                    f.write(b"\0garbage\0")
+    code = _cli(tiny_overrides, "train.steps=3", "train.resume=true")
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot be read" in err and str(ckpt / "2") in err
