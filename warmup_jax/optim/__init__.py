@@ -26,6 +26,8 @@ from warmup_jax.optim.groups import label_fn
 from warmup_jax.optim.groups import param_labels
 from warmup_jax.optim.groups import partition
 from warmup_jax.optim.lion import adamw_matched_kappa
+from warmup_jax.optim.lion import fast_sign
+from warmup_jax.optim.lion import scale_by_fused_lion
 from warmup_jax.optim.lion import scale_by_lion_nesterov
 from warmup_jax.optim.lion import scale_to_fixed_norm
 from warmup_jax.optim.neurons import NeuronDimensionNumbers
@@ -64,6 +66,7 @@ __all__ = [
         "count_params",
         "decay_mask",
         "default_dimension_numbers",
+        "fast_sign",
         "find_catapult_lr",
         "get_recipe",
         "gi_adam_init",
@@ -77,6 +80,7 @@ __all__ = [
         "polynomial_warmup_schedule",
         "porian_warmup_steps",
         "recipes",
+        "scale_by_fused_lion",
         "scale_by_inverse_bias_correction",
         "scale_by_lion_nesterov",
         "scale_by_rotational",

@@ -28,7 +28,8 @@ def find_catapult_lr(
         num_bisection_steps: int = 0,
         rise_tolerance: float = 0.0,
 ) -> float:
-    r"""Smallest learning rate (on a doubling grid) whose first step from ``params`` raises the loss.
+    r"""Smallest learning rate (on a doubling grid) whose first step from ``params`` raises the
+    loss.
 
     For gradient descent on a quadratic with top curvature :math:`\lambda_{max}` the loss rises
     exactly when :math:`\eta > 2/\lambda_{max}`; the doubling returns a value in

@@ -68,11 +68,12 @@ def inverse_bias_correction(
     momentum takes to fill (about 100-200 steps for :math:`\beta = 0.98`).
     """
     t = jnp.asarray(count, jnp.float32)
-    beta = jnp.asarray(beta, jnp.float32)
+    # 1 - beta^t = -expm1(t log beta) without the cancellation of the direct form.
+    log_beta = jnp.log(jnp.asarray(beta, jnp.float32))
     if mode == "linear":
-        return 1.0 - beta**t
+        return -jnp.expm1(t * log_beta)
     if mode == "sqrt":
-        return jnp.sqrt(1.0 - beta ** (2.0 * t))
+        return jnp.sqrt(-jnp.expm1(2.0 * t * log_beta))
     raise ValueError(f"inverse bias correction mode={mode!r} is not one of {_IBC_MODES}")
 
 
@@ -165,6 +166,16 @@ def snr_rrc_factor(
 
     Returns:
         A :class:`StepFactor` whose state is a :class:`warmup_jax.optim.snr.SNRState`.
+
+    Example (in a Flax NNX step; the trainer accumulated ``K`` micro-batch gradients)::
+
+        tx = wo.scale_by_rotational(optax.scale_by_lion(), 3e-4, weight_decay=1.0,
+                                    equilibrium=wo.lion_equilibrium_angle,
+                                    step_factors=[wo.snr_rrc_factor()])
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        ...
+        stats = wo.MicroBatchStats(sum_sq_norms, num_micro_batches=K, micro_batch_size=b)
+        optimizer.update(model, mean_grads, micro_batch_stats=stats)
     """
     _check_unit_interval("ema_decay", ema_decay)
     if form not in ("sqrt", "gain"):

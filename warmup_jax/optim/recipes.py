@@ -1,9 +1,9 @@
 r"""Named optimizer recipes of the paper and its seed papers, selectable by name from a config.
 
-Every recipe is ``recipe(learning_rate, **hyperparameters) -> optax.GradientTransformationExtraArgs``
-with keyword-only hyperparameters whose defaults come from METHODS.md; an unknown keyword raises
-:class:`UnknownHyperparameterError` naming it and the allowed ones. Gradient clipping is not part of
-any recipe (the trainer adds it).
+Every recipe is ``recipe(learning_rate, **hyperparameters)``, returning an
+``optax.GradientTransformationExtraArgs``, with keyword-only hyperparameters whose defaults come
+from METHODS.md; an unknown keyword raises :class:`UnknownHyperparameterError` naming it and the
+allowed ones. Gradient clipping is not part of any recipe (the trainer adds it).
 
 ========================== ================================================================
 name                       update
@@ -205,7 +205,11 @@ def lion(
         rules: Sequence[groups.Rule] | None = None,
         mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Lion: :math:`w \leftarrow w - \eta_t(\operatorname{sign}(\beta_1 m + (1-\beta_1) g) + \lambda w)`.
+    r"""Lion, the paper's Lion baseline (optax's ``lion``).
+
+    .. math::
+
+        w \leftarrow w - \eta_t\big(\operatorname{sign}(\beta_1 m + (1-\beta_1) g) + \lambda w\big)
 
     β=(0.9, 0.99) and λ=1.0 (REQ's Lion default) are reconstructions for the paper's runs ([R]).
     """
@@ -254,10 +258,12 @@ def lion_a(
                    rules)
 
 
-def _fast_direction(beta, nesterov, mu_dtype):
+def _fast_direction(beta, nesterov, mu_dtype, fused=False):
     _check("beta", beta, 0.0, 1.0)
     if nesterov:
         return lion_lib.scale_by_lion_nesterov(beta, mu_dtype)
+    if fused:
+        return lion_lib.scale_by_fused_lion(beta, beta, mu_dtype)
     return optax.scale_by_lion(beta, beta, mu_dtype)
 
 
@@ -273,12 +279,13 @@ def lion_a_fast_momentum(
         rules: Sequence[groups.Rule] | None = None,
         mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""LionA with high momentum, Nesterov and inverse bias correction (the paper's Fig. 5, panel 4).
+    r"""LionA with high momentum, Nesterov and inverse bias correction (paper's Fig. 5, panel 4).
 
     .. math::
 
-        m_t = \beta m_{t-1} + (1-\beta) g_t, \quad u_t = \operatorname{sign}(\beta m_t + (1-\beta) g_t),
-        \quad w \leftarrow w(1-\eta_t\lambda) - \eta_t f_{IBC}(t)\,\kappa\sqrt{n}\,u_t/\|u_t\|
+        m_t = \beta m_{t-1} + (1-\beta) g_t, \quad
+        u_t = \operatorname{sign}(\beta m_t + (1-\beta) g_t), \quad
+        w \leftarrow w(1-\eta_t\lambda) - \eta_t f_{IBC}(t)\,\kappa\sqrt{n}\,u_t/\|u_t\|
 
     with :math:`f_{IBC}(t) = 1-\beta^t` (``"sqrt"``: :math:`\sqrt{1-\beta^{2t}}`; ``None``: off);
     Nesterov form and :math:`f_{IBC}` are reconstructions ([R]). Without Nesterov the direction
@@ -293,8 +300,9 @@ def lion_a_fast_momentum(
 
 
 def _lion_ar(
-        learning_rate, *, b1, b2, direction, weight_decay, angular_step, plain_learning_rate,
-        zero_mean, normalization, norm_ema_decay, exact_angle, step_factors, plain_extra, rules):
+        learning_rate, *, b1, b2, direction, plain_direction, weight_decay, angular_step,
+        plain_learning_rate, zero_mean, normalization, norm_ema_decay, exact_angle, step_factors,
+        plain_extra, rules):
     _check("b1", b1, 0.0, 1.0)
     _check("b2", b2, 0.0, 1.0)
     _check("weight_decay", weight_decay, 0.0, float("inf"))
@@ -305,8 +313,9 @@ def _lion_ar(
             equilibrium=functools.partial(rotational.lion_equilibrium_angle, b1=b1, b2=b2),
             angular_step=angular_step,
             plain_learning_rate=plain_learning_rate,
-            plain_decayed=lambda lr: _decayed_plain(direction(), lr, weight_decay, plain_extra()),
-            plain_undecayed=lambda lr: _undecayed_plain(direction(), lr, plain_extra()),
+            plain_decayed=lambda lr: _decayed_plain(plain_direction(), lr, weight_decay,
+                                                    plain_extra()),
+            plain_undecayed=lambda lr: _undecayed_plain(plain_direction(), lr, plain_extra()),
             zero_mean=zero_mean,
             normalization=normalization,
             norm_ema_decay=norm_ema_decay,
@@ -334,8 +343,9 @@ def lion_ar(
 ) -> optax.GradientTransformationExtraArgs:
     r"""LionAR: Lion directions applied as per-neuron rotations of a fixed angle.
 
-    Rotational tensors: :func:`warmup_jax.optim.scale_by_rotational` around
-    ``optax.scale_by_lion(b1, b2)`` with angular step
+    Rotational tensors: :func:`warmup_jax.optim.scale_by_rotational` around the Lion direction
+    (:func:`warmup_jax.optim.scale_by_fused_lion`, optax's Lion with the momentum updated first)
+    with angular step
     :math:`\eta_{r,t} = \sqrt{\pi/2}\sqrt{2\eta_t\lambda}\sqrt{(1-\beta_1)^2 +
     \beta_1^2(1-\beta_2)/(1+\beta_2)}` (``angular_step="equilibrium"``, REQ's mapping) or
     :math:`\eta_{r,t} = ` ``learning_rate`` (``"direct"``; the other tensors then use
@@ -345,7 +355,8 @@ def lion_ar(
     """
     return _lion_ar(
             learning_rate, b1=b1, b2=b2,
-            direction=lambda: optax.scale_by_lion(b1, b2, mu_dtype),
+            direction=lambda: lion_lib.scale_by_fused_lion(b1, b2, mu_dtype),
+            plain_direction=lambda: optax.scale_by_lion(b1, b2, mu_dtype),
             weight_decay=weight_decay, angular_step=angular_step,
             plain_learning_rate=plain_learning_rate, zero_mean=zero_mean,
             normalization=normalization, norm_ema_decay=norm_ema_decay, exact_angle=exact_angle,
@@ -388,7 +399,8 @@ def lion_ar_rrc(
                                      clamp=None if rrc_clamp is None else tuple(rrc_clamp))
     return _lion_ar(
             learning_rate, b1=b1, b2=b2,
-            direction=lambda: optax.scale_by_lion(b1, b2, mu_dtype),
+            direction=lambda: lion_lib.scale_by_fused_lion(b1, b2, mu_dtype),
+            plain_direction=lambda: optax.scale_by_lion(b1, b2, mu_dtype),
             weight_decay=weight_decay, angular_step=angular_step,
             plain_learning_rate=plain_learning_rate, zero_mean=zero_mean,
             normalization=normalization, norm_ema_decay=norm_ema_decay, exact_angle=exact_angle,
@@ -432,7 +444,8 @@ def lion_ar_fast_momentum(
                 factors_lib.scale_by_inverse_bias_correction(beta, inverse_bias_correction),)
     return _lion_ar(
             learning_rate, b1=b1, b2=beta,
-            direction=lambda: _fast_direction(beta, nesterov, mu_dtype),
+            direction=lambda: _fast_direction(beta, nesterov, mu_dtype, fused=True),
+            plain_direction=lambda: _fast_direction(beta, nesterov, mu_dtype),
             weight_decay=weight_decay, angular_step=angular_step,
             plain_learning_rate=plain_learning_rate, zero_mean=zero_mean,
             normalization=normalization, norm_ema_decay=norm_ema_decay, exact_angle=exact_angle,

@@ -17,6 +17,8 @@ from warmup_jax.optim import factors as factors_lib
 from warmup_jax.optim import neurons
 
 _NORMALIZATIONS = ("exact", "ema")
+# Neurons whose update has |u_perp|^2 <= _DEGENERATE * |u|^2 are left unchanged.
+_DEGENERATE = 1e-4
 
 
 class ScaleByRotationalState(NamedTuple):
@@ -118,6 +120,7 @@ def _rotate(
     w_sq = total(w * w)
     u_dot_w = total(u * w)
     u_sq = total(u * u)
+    raw_sq = u_sq
     if zero_mean:
         u_mean = total(u) / n
         u_dot_w = u_dot_w - u_mean * total(w)
@@ -125,7 +128,10 @@ def _rotate(
     else:
         u_mean = jnp.zeros([], cdtype)
     rho = u_dot_w / jnp.where(w_sq > 0, w_sq, 1.0)
-    perp_sq = jnp.maximum(u_sq - rho * u_dot_w, 0.0)
+    perp_sq = u_sq - rho * u_dot_w
+    # A tangential part below 1% of the update norm is lost in the rounding of the subtraction
+    # above (and has no meaningful direction): such a neuron is not turned.
+    perp_sq = jnp.where(perp_sq > _DEGENERATE * raw_sq, perp_sq, 0.0)
 
     if normalization == "exact":
         norm = jnp.sqrt(perp_sq)
@@ -137,7 +143,8 @@ def _rotate(
         correction = 1.0 - decay ** count.astype(cdtype)
         inv_norm = 1.0 / (jnp.sqrt(new_q / correction) + eps)
 
-    a = step.astype(cdtype) * r.astype(cdtype) * inv_norm  # w' = w - a u_perp
+    # w' = w - a u_perp; a = 0 for degenerate neurons (their elementwise u_perp is rounding noise).
+    a = jnp.where(perp_sq > 0, step.astype(cdtype) * r.astype(cdtype) * inv_norm, 0.0)
     new_sq = w_sq + a * a * perp_sq
     c = jnp.where(new_sq > 0, r * jax.lax.rsqrt(jnp.where(new_sq > 0, new_sq, 1.0)), 0.0)
     # w_new - w = c (w - a (u - u_mean - rho w)) - w
@@ -192,7 +199,10 @@ def scale_by_rotational(
     wrapper projects and then centres; here the update is centred and then projected, so it is
     exactly tangent even for weights that were not centred (for centred weights both orders agree
     exactly). REQ-compatible use: apply :func:`warmup_jax.optim.center_rotational_params` to the
-    parameters once before ``init``. Neurons with zero norm are left unchanged.
+    parameters once before ``init``. Neurons with zero norm, and neurons whose update has almost
+    no tangential part (:math:`\|u_k^\perp\| \le 0.01 \|u_k\|`, e.g. a constant sign vector
+    with ``zero_mean``), are left unchanged. All per-neuron sums are taken in one pass over
+    :math:`(u, w)`; the new neuron is then an affine combination of :math:`w` and :math:`u`.
 
     Args:
         inner: direction transform without learning rate or weight decay (e.g.

@@ -17,14 +17,14 @@ so the two measured norms give unbiased estimates (McCandlish et al., 2018)
     \varphi = \frac{\widehat{\|G\|^2}}{\hat S}.
 
 :math:`\varphi` is the per-sequence SNR and :math:`1/\varphi` the gradient noise scale ("critical
-batch size"). Both estimates are noisy, so they are smoothed with an EMA *before* the ratio is taken;
-the clamps :math:`\hat S > 0`, :math:`\widehat{\|G\|^2} \ge 0` are applied to the smoothed values,
-which keeps the EMA unbiased. The estimator itself is a reconstruction ([R] in METHODS.md §2.4(e)):
-the paper does not say how it measured :math:`\varphi`.
+batch size"). Both estimates are noisy, so they are smoothed with an EMA *before* the ratio is
+taken; the clamps :math:`\hat S > 0`, :math:`\widehat{\|G\|^2} \ge 0` are applied to the
+smoothed values, which keeps the EMA unbiased. The estimator itself is a reconstruction ([R] in
+METHODS.md §2.4(e)): the paper does not say how it measured :math:`\varphi`.
 
-With :math:`K = 1` (no accumulation) :math:`b = B` and the estimator is undefined; the functions
-that take :class:`MicroBatchStats` then report the step as invalid (``valid = False``), the EMA
-state is left unchanged, and :func:`warmup_jax.optim.snr_rrc_factor` uses the factor 1.
+With :math:`K = 1` (no accumulation) :math:`b = B` and the estimator is undefined:
+:func:`is_valid` is False, :func:`update_snr_state` (given ``valid``) leaves the EMA unchanged,
+and :func:`warmup_jax.optim.snr_rrc_factor` uses the factor 1 while no estimate exists.
 
 The trainer fills :class:`MicroBatchStats` inside its accumulation scan and passes it to
 ``tx.update(grads, state, params, micro_batch_stats=stats)``.
@@ -160,13 +160,14 @@ def global_noise_and_signal(grads: Any, stats: MicroBatchStats) -> tuple[jax.Arr
 
 def init_snr_state(params: Any = None, *, per_tensor: bool = True) -> SNRState:
     """Zero EMA state: float32 scalars per tensor of ``params``, or one pair of scalars."""
+    # Separate buffers for noise and signal: a state that holds one array twice cannot be donated.
     if per_tensor:
         if params is None:
             raise ValueError("init_snr_state(per_tensor=True) needs params")
-        zeros = jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params)
-        return SNRState(noise=zeros, signal=zeros, count=jnp.zeros([], jnp.int32))
-    zero = jnp.zeros([], jnp.float32)
-    return SNRState(noise=zero, signal=zero, count=jnp.zeros([], jnp.int32))
+        zeros = lambda: jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params)  # noqa: E731
+        return SNRState(noise=zeros(), signal=zeros(), count=jnp.zeros([], jnp.int32))
+    return SNRState(noise=jnp.zeros([], jnp.float32), signal=jnp.zeros([], jnp.float32),
+                    count=jnp.zeros([], jnp.int32))
 
 
 def update_snr_state(

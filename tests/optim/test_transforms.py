@@ -1,0 +1,86 @@
+"""LionA's exact norm, Nesterov momentum and inverse bias correction against closed forms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import warmup_jax.optim as wo
+from warmup_jax.optim import recipes
+
+from . import _testlib
+
+
+def test_nesterov_matches_closed_form():
+    key = jax.random.key(0)
+    beta = 0.98
+    params = {"w": jnp.zeros((6, 5))}
+    tx = wo.scale_by_lion_nesterov(beta)
+    state = tx.init(params)
+    m = np.zeros((6, 5))
+    for t in range(10):
+        g = np.asarray(jax.random.normal(jax.random.fold_in(key, t), (6, 5)), np.float64)
+        updates, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+        m = beta * m + (1 - beta) * g
+        np.testing.assert_array_equal(updates["w"], np.sign(beta * m + (1 - beta) * g))
+        np.testing.assert_allclose(state.mu["w"], m, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["linear", "sqrt"])
+def test_inverse_bias_correction_matches_closed_form(mode):
+    beta = 0.98
+    tx = wo.scale_by_inverse_bias_correction(beta, mode)
+    u = {"w": jnp.ones(3), "v": jnp.full((2, 2), -2.0, jnp.bfloat16)}
+    state = tx.init(u)
+    for t in range(1, 8):
+        out, state = tx.update(u, state)
+        b = float(np.float32(beta))  # the coefficient as the float32 maths sees it
+        f = 1 - b**t if mode == "linear" else np.sqrt(1 - b ** (2 * t))
+        np.testing.assert_allclose(out["w"], f, rtol=1e-6)
+        np.testing.assert_allclose(out["v"].astype(jnp.float32), -2.0 * f, rtol=1e-2)
+        assert out["v"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(wo.inverse_bias_correction(50, 0.98), 1 - 0.98**50, rtol=1e-6)
+    with pytest.raises(ValueError, match="mode"):
+        wo.scale_by_inverse_bias_correction(0.9, "cubic")
+
+
+@pytest.mark.parametrize("kappa", [1.0, wo.adamw_matched_kappa(0.9)])
+def test_lion_a_update_norm_is_exact(kappa):
+    key = jax.random.key(1)
+    params = _testlib.tiny_params(key)
+    lr = 1e-3
+    tx = recipes.lion_a(lr, weight_decay=0.0, kappa=kappa)
+    state = tx.init(params)
+    for t in range(5):
+        grads = _testlib.random_like(jax.random.fold_in(key, t), params)
+        # Embedding rows of unseen tokens: zero gradient, hence sign 0 at the first step.
+        grads["wte"]["embedding"] = grads["wte"]["embedding"].at[:5].set(0.0)
+        updates, state = tx.update(grads, state, params)
+        for u in jax.tree.leaves(updates):
+            np.testing.assert_allclose(jnp.linalg.norm(u), lr * kappa * np.sqrt(u.size),
+                                       rtol=2e-6)
+
+
+def test_lion_a_fast_momentum_norm_follows_ibc():
+    key = jax.random.key(2)
+    params = {"w": jnp.ones((4, 4))}
+    lr, beta = 1e-2, 0.98
+    tx = recipes.lion_a_fast_momentum(lr, beta=beta, weight_decay=0.0)
+    state = tx.init(params)
+    for t in range(1, 6):
+        grads = {"w": jax.random.normal(jax.random.fold_in(key, t), (4, 4))}
+        updates, state = tx.update(grads, state, params)
+        np.testing.assert_allclose(jnp.linalg.norm(updates["w"]), lr * (1 - beta**t) * 4.0,
+                                   rtol=1e-5)
+
+
+def test_step_factors_without_factors_is_the_inner_transform():
+    key = jax.random.key(3)
+    params = _testlib.tiny_params(key)
+    grads = _testlib.random_like(key, params)
+    inner = optax.adamw(1e-3)
+    tx = wo.scale_by_step_factors(inner, [])
+    got, _ = tx.update(grads, tx.init(params), params)
+    want, _ = inner.update(grads, inner.init(params), params)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
