@@ -14,9 +14,11 @@ import optax
 def fast_sign(x: jax.Array) -> jax.Array:
     """``sign(x)`` as ``x / max(|x|, tiny)``: exactly -1, 0 or +1 for finite normal inputs.
 
-    XLA:CPU fuses this form into reductions, while ``jnp.sign`` forces the sign vector to be
-    written to memory first. Differs from ``jnp.sign`` only for subnormal inputs (a fraction
-    instead of +-1) and infinities (NaN).
+    Differs from ``jnp.sign`` only for subnormal inputs (a fraction instead of +-1) and
+    infinities (NaN). Kept for compatibility; the Lion directions here use ``jnp.sign``, which
+    XLA:CPU (jax 0.10) fuses into single reductions as well as into the multi-output reduction of
+    :func:`warmup_jax.optim.scale_by_rotational`, where this division form is written to a
+    full-size temporary first.
     """
     tiny = jnp.finfo(x.dtype).tiny
     return x / jnp.maximum(jnp.abs(x), tiny)
@@ -80,7 +82,10 @@ def _momentum_first_sign(
         mu = optax.tree.update_moment(updates, state.mu, b2, 1)
 
         def direction(g, m):
-            return fast_sign(alpha * m.astype(g.dtype) + gamma * g).astype(g.dtype)
+            # jnp.sign, not fast_sign: XLA fuses a sign into a multi-output (variadic) reduction
+            # such as scale_by_rotational's, but not the division of fast_sign, which it then
+            # writes to a full-size temporary first.
+            return jnp.sign(alpha * m.astype(g.dtype) + gamma * g).astype(g.dtype)
 
         directions = jax.tree.map(direction, updates, mu)
         mu = optax.tree.cast(mu, mu_dtype)

@@ -88,6 +88,40 @@ def sgdm_equilibrium_angle(
     return jnp.sqrt(2.0 * lr * wd / (1.0 + jnp.asarray(momentum, jnp.float32)))
 
 
+# Block length of the two-stage reduction over a single non-minor axis (see _neuron_sums).
+_BLOCK = 8
+# Longest neuron summed by one sequential (variadic) reduction.
+_MAX_SEQUENTIAL = 1 << 16
+
+
+def _neuron_sums(terms: tuple[jax.Array, ...], axes: tuple[int, ...]) -> list[jax.Array]:
+    """Per-neuron sums of several same-shaped arrays in one pass (reduced axes kept as size 1).
+
+    One variadic ``lax.reduce`` computes every sum, so XLA emits a single multi-output reduction
+    that reads the inputs once and fuses their producers. A reduction over one non-minor axis
+    (the fan-in of a Dense kernel) first sums blocks of ``_BLOCK`` consecutive rows: XLA:CPU
+    emits a reduction as one sequential sum per output element, and short chains over contiguous
+    outputs run several times faster than one strided chain over the whole axis; the partial
+    sums (``1/_BLOCK`` of the size) are then summed by ordinary reductions.
+    """
+    shape = terms[0].shape
+    ndim = len(shape)
+    zeros = tuple(jnp.zeros([], t.dtype) for t in terms)
+    add = lambda xs, ys: tuple(x + y for x, y in zip(xs, ys))  # noqa: E731
+    if len(axes) == 1 and axes[0] < ndim - 1 and shape[axes[0]] % _BLOCK == 0 \
+            and shape[axes[0]] >= 2 * _BLOCK:
+        ax = axes[0]
+        blocked = shape[:ax] + (shape[ax] // _BLOCK, _BLOCK) + shape[ax + 1:]
+        partial = jax.lax.reduce(tuple(t.reshape(blocked) for t in terms), zeros, add, (ax + 1,))
+        return [jnp.sum(p, axis=ax, keepdims=True) for p in partial]
+    if math.prod(shape[ax] for ax in axes) > _MAX_SEQUENTIAL:
+        # Very long neurons (e.g. dimension_numbers="tensor"): XLA's separate reductions sum
+        # pairwise-accurately; a sequential float32 sum would lose precision.
+        return [jnp.sum(t, axis=axes, keepdims=True) for t in terms]
+    sums = jax.lax.reduce(terms, zeros, add, axes)
+    return [jnp.expand_dims(x, axes) for x in sums]
+
+
 def _rotate(
         w: jax.Array,
         u: jax.Array,
@@ -110,20 +144,20 @@ def _rotate(
         return jnp.zeros_like(w), q
     n = math.prod(w.shape[ax] for ax in axes)
 
-    def total(x):
-        return jnp.sum(x, axis=axes, keepdims=True)
-
-    # All per-neuron quantities come from one pass of sums over (u, w); the updated neuron is then
-    # an affine combination of w and u. With u~ = u - mean(u) (if zero_mean) and
-    # u_perp = u~ - rho w, rho = <u~, w>/|w|^2, we have |u_perp|^2 = |u~|^2 - rho <u~, w> and, as
-    # u_perp is orthogonal to w, |w - a u_perp|^2 = |w|^2 + a^2 |u_perp|^2.
-    w_sq = total(w * w)
-    u_dot_w = total(u * w)
-    u_sq = total(u * u)
+    # All per-neuron sums come from ONE pass over (u, w): a single variadic reduction, into which
+    # XLA fuses the producer of u (e.g. the sign of the Lion momentum), so no temporary the size of
+    # the parameters is written. The updated neuron is then an affine combination of w and u.
+    # With u~ = u - mean(u) (if zero_mean) and u_perp = u~ - rho w, rho = <u~, w>/|w|^2, we have
+    # |u_perp|^2 = |u~|^2 - rho <u~, w> and, as u_perp is orthogonal to w,
+    # |w - a u_perp|^2 = |w|^2 + a^2 |u_perp|^2.
+    terms = (w * w, u * w, u * u) + ((u, w) if zero_mean else ())
+    sums = _neuron_sums(terms, axes)
+    w_sq, u_dot_w, u_sq = sums[:3]
     raw_sq = u_sq
     if zero_mean:
-        u_mean = total(u) / n
-        u_dot_w = u_dot_w - u_mean * total(w)
+        u_sum, w_sum = sums[3:]
+        u_mean = u_sum / n
+        u_dot_w = u_dot_w - u_mean * w_sum
         u_sq = u_sq - n * u_mean * u_mean
     else:
         u_mean = jnp.zeros([], cdtype)
