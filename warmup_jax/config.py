@@ -25,7 +25,7 @@ from warmup_jax.data.config import DataConfig
 from warmup_jax.errors import ConfigError, check_choice, check_range
 from warmup_jax.model.config import ModelConfig
 
-__all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig",
+__all__ = ["Config", "ConfigError", "DataConfig", "MetricsConfig", "ModelConfig", "OptimConfig", "TrainConfig",
            "apply_overrides", "load_config", "list_configs"]
 
 
@@ -93,12 +93,44 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsConfig:
+    """Per-layer update metrics computed inside the train step (see ``warmup_jax.metrics``).
+
+    Metrics are computed for the update that completes step ``s`` (1-based) when ``s`` is a
+    multiple of ``interval``, or, while ``s <= dense_until_step``, a multiple of ``dense_interval``
+    (warmup acts in the first few hundred steps). ``metrics.interval=0`` turns them off.
+    """
+
+    interval: int = 10  # 0: no update metrics at all (the step is compiled without them)
+    dense_interval: int = 1  # interval early in training, up to dense_until_step
+    dense_until_step: int = 100  # 0: no dense phase
+    rrc_tokens: int = 512  # token subsample of the batch for the RRC of Dense layers; 0: no RRC
+    momentum_beta: float | None = None  # beta of the cancellation ratio; None: optim.hparams b1, else 0.9
+
+    def validate(self) -> None:
+        for name in ("interval", "dense_interval", "dense_until_step", "rrc_tokens"):
+            check_range(f"metrics.{name}", getattr(self, name), low=0)
+        if self.dense_until_step and not self.dense_interval:
+            raise ConfigError(
+                f"metrics.dense_until_step={self.dense_until_step} needs metrics.dense_interval >= 1; "
+                "allowed: dense_interval >= 1, or dense_until_step=0 (no dense phase)"
+            )
+        if self.momentum_beta is not None:
+            check_range("metrics.momentum_beta", self.momentum_beta, low=0.0, high=1.0, high_inclusive=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval > 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     name: str = "default"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
 
     def validate(self, num_devices: int | None = None, process_count: int = 1) -> None:
         """Checks every field and the cross-field rules; raises ConfigError naming the field."""
@@ -106,6 +138,7 @@ class Config:
         self.data.validate()
         self.train.validate()
         self.optim.validate(self.train.steps)
+        self.metrics.validate()
         if self.train.seq_len > self.model.block_size:
             raise ConfigError(
                 f"train.seq_len={self.train.seq_len} is longer than the position table "

@@ -1,0 +1,22 @@
+"""Per-layer update metrics computed inside the compiled train step, and plots of runs.
+
+:mod:`warmup_jax.metrics.update` holds the metric definitions (ℓ2 update norm, relative update,
+angular update per tensor and per neuron, relative representation change, gradient SNR and
+critical batch size, gradient-momentum alignment and cancellation); the trainer computes them
+under ``lax.cond`` when ``metrics.interval`` says so. :mod:`warmup_jax.metrics.plots` turns run
+folders into PNG figures (``warmup-jax plot``).
+"""
+
+from warmup_jax.metrics.update import find_first_moment
+from warmup_jax.metrics.update import metrics_due
+from warmup_jax.metrics.update import relative_representation_change
+from warmup_jax.metrics.update import stable_angle
+from warmup_jax.metrics.update import update_metrics
+
+__all__ = [
+    "find_first_moment",
+    "metrics_due",
+    "relative_representation_change",
+    "stable_angle",
+    "update_metrics",
+]

@@ -36,8 +36,43 @@ def _dtype(name: str) -> jnp.dtype:
     return jnp.dtype(name)
 
 
-def _dense(cfg: ModelConfig, fan_in: int, fan_out: int, std: float, rngs: nnx.Rngs) -> nnx.Linear:
-    return nnx.Linear(
+def token_subsample(num_rows: int, num_tokens: int) -> slice:
+    """Rows ``0, s, 2s, ...`` (``min(num_tokens, num_rows)`` of them) of the flattened ``B*T`` tokens.
+
+    A strided slice costs next to nothing, unlike a gather. The stride ``s ~ num_rows / num_tokens``
+    is made odd, so that with a power-of-two sequence length the rows cover every position.
+    """
+    stride = max(1, num_rows // max(num_tokens, 1))
+    if stride > 1 and stride % 2 == 0:
+        stride -= 1
+    count = min(num_tokens, -(-num_rows // stride))
+    return slice(0, (count - 1) * stride + 1, stride)
+
+
+class Dense(nnx.Linear):
+    """``nnx.Linear`` that can record a token subsample of its inputs and outputs.
+
+    Recording is off (``capture_tokens == 0``) except inside :func:`forward_capturing_dense`,
+    which the update metrics use for the relative representation change; it never changes the
+    output.
+    """
+
+    capture_tokens: int = 0  # class default; set on the instance only while capturing
+
+    def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
+        outputs = super().__call__(inputs, out_sharding=out_sharding)
+        if self.capture_tokens:
+            rows = token_subsample(math.prod(inputs.shape[:-1]), self.capture_tokens)
+            keep = lambda _, new: new  # noqa: E731  (one call per forward pass)
+            x_NxC = inputs.reshape(-1, inputs.shape[-1])[rows]
+            y_NxO = outputs.reshape(-1, outputs.shape[-1])[rows]
+            self.sow(nnx.Intermediate, "inputs", x_NxC, reduce_fn=keep)
+            self.sow(nnx.Intermediate, "outputs", y_NxO, reduce_fn=keep)
+        return outputs
+
+
+def _dense(cfg: ModelConfig, fan_in: int, fan_out: int, std: float, rngs: nnx.Rngs) -> Dense:
+    return Dense(
         fan_in,
         fan_out,
         use_bias=cfg.use_bias,
@@ -193,6 +228,37 @@ def abstract_params(cfg: ModelConfig) -> tuple[ModelDef, Params]:
     """Like :func:`init_params` but allocates nothing: parameters are ``jax.ShapeDtypeStruct``."""
     model = nnx.eval_shape(lambda: GPT(cfg, rngs=nnx.Rngs(params=0)))
     return split(model)
+
+
+def forward_capturing_dense(
+    model: GPT, tokens_BxT: jax.Array, *, num_tokens: int, **kwargs: Any
+) -> tuple[jax.Array, dict[str, tuple[jax.Array, jax.Array]]]:
+    """``model(tokens_BxT, **kwargs)`` plus the inputs and outputs of every Dense layer.
+
+    Returns ``(logits, captured)`` with ``captured["blocks/0/attn/qkv"] = (x_NxC, y_NxO)``: the
+    layer's inputs and outputs (bias included) at the same ``N = min(num_tokens, B*T)`` token
+    positions (a fixed strided subset, see :func:`token_subsample`). Uses ``nnx.capture``; the
+    logits are those of the plain forward pass.
+    """
+    dense = [m for _, m in nnx.iter_modules(model) if isinstance(m, Dense)]
+    for m in dense:
+        m.capture_tokens = num_tokens
+    try:
+        logits, state = nnx.capture(model, nnx.Intermediate)(tokens_BxT, **kwargs)
+    finally:
+        for m in dense:
+            del m.capture_tokens
+    captured = {}
+
+    def collect(tree: Any, prefix: tuple[str, ...]) -> None:
+        if isinstance(tree, dict) and "inputs" in tree and "outputs" in tree:
+            captured["/".join(prefix)] = (tree["inputs"], tree["outputs"])
+        elif isinstance(tree, dict):
+            for key, value in tree.items():
+                collect(value, (*prefix, str(key)))
+
+    collect(nnx.to_pure_dict(state), ())
+    return logits, captured
 
 
 def _stringify_keys(tree: Any) -> Any:

@@ -5,6 +5,14 @@ micro-batches with ``lax.scan``; besides the summed gradient it accumulates, per
 of squared norms of the micro-batch gradients, which the SNR estimator needs
 (:class:`warmup_jax.optim.snr.MicroBatchStats`). Optimizers that accept optax extra arguments
 receive those statistics as ``micro_batch_stats``.
+
+With ``metrics`` (a :class:`warmup_jax.config.MetricsConfig` that is enabled) the step also
+computes the per-layer update metrics of :mod:`warmup_jax.metrics.update` under ``lax.cond`` on
+a predicate of ``state.step``, so one compiled step serves steps with and without metrics. They
+are returned packed in one float32 vector, ``metrics["update_metrics"]`` (zeros on other steps),
+whose names ``train_step.metric_names`` lists (filled when the step is traced). The forward pass
+then records a token subsample of every Dense layer's inputs and outputs for the RRC; the
+trajectory is unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from warmup_jax.model.gpt import ModelDef, cross_entropy_loss
+from warmup_jax.metrics import update as update_lib
+from warmup_jax.model.gpt import ModelDef, cross_entropy_loss, forward_capturing_dense
 from warmup_jax.optim.snr import MicroBatchStats
 
 
@@ -32,35 +41,66 @@ def init_train_state(params: Any, tx: optax.GradientTransformation, seed: int) -
     return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), key_data)
 
 
-def make_loss_fn(model_def: ModelDef, dropout: float):
+def make_loss_fn(model_def: ModelDef, dropout: float, *, capture_tokens: int = 0):
+    """``loss_fn(params, tokens_BxT1, key) -> loss``; with ``capture_tokens > 0`` it returns
+    ``(loss, captured)``, the Dense layers' inputs and outputs at that many token positions."""
+
     def loss_fn(params, tokens_BxT1, key):
         model = model_def.merge(params)
         rngs = nnx.Rngs(dropout=key) if dropout > 0 else None
-        logits = model(tokens_BxT1[:, :-1], deterministic=dropout == 0, rngs=rngs)
+        kwargs = dict(deterministic=dropout == 0, rngs=rngs)
+        if capture_tokens:
+            logits, captured = forward_capturing_dense(model, tokens_BxT1[:, :-1], num_tokens=capture_tokens, **kwargs)
+            return cross_entropy_loss(logits, tokens_BxT1[:, 1:]), captured
+        logits = model(tokens_BxT1[:, :-1], **kwargs)
         return cross_entropy_loss(logits, tokens_BxT1[:, 1:])
 
     return loss_fn
 
 
-def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, *, dropout: float = 0.0):
-    loss_fn = make_loss_fn(model_def, dropout)
-    grad_fn = jax.value_and_grad(loss_fn)
+def make_train_step(
+    model_def: ModelDef,
+    tx: optax.GradientTransformation,
+    *,
+    dropout: float = 0.0,
+    metrics: Any = None,
+    grad_clip: float = 0.0,
+):
+    """The train step. ``metrics``: a ``MetricsConfig`` (see the module docstring); ``grad_clip``:
+    the optimizer's global-norm clip, which the momentum cancellation ratio accounts for."""
+    if metrics is not None and not metrics.enabled:
+        metrics = None
     passes_stats = isinstance(tx, optax.GradientTransformationExtraArgs)
 
     def train_step(state: TrainState, tokens_KxbxT1: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         num_micro, micro_size = tokens_KxbxT1.shape[:2]
         key, step_key = jax.random.split(jax.random.wrap_key_data(state.rng))
+        capture = -(-metrics.rrc_tokens // num_micro) if metrics is not None else 0
+        grad_fn = jax.value_and_grad(make_loss_fn(model_def, dropout, capture_tokens=capture), has_aux=capture > 0)
+        due = None if metrics is None else update_lib.metrics_due(
+            state.step + 1, interval=metrics.interval, dense_interval=metrics.dense_interval,
+            dense_until_step=metrics.dense_until_step)
+        scalar_zeros = jax.tree_util.tree_map(lambda _: jnp.zeros((), jnp.float32), state.params)
 
         def accumulate(carry, inputs):
-            grad_sum, sq_norm_sum, loss_sum = carry
+            grad_sum, sq_norm_sum, metric_sq_sum, loss_sum = carry
             tokens, index = inputs
-            loss, grads = grad_fn(state.params, tokens, jax.random.fold_in(step_key, index))
-            sq_norms = jax.tree_util.tree_map(lambda g: jnp.sum(jnp.square(g.astype(jnp.float32))), grads)
-            return (optax.tree.add(grad_sum, grads), optax.tree.add(sq_norm_sum, sq_norms), loss_sum + loss), None
+            value, grads = grad_fn(state.params, tokens, jax.random.fold_in(step_key, index))
+            loss, captured = value if capture else (value, None)
+            sq_norms = _sq_norms(grads)
+            if metric_sq_sum is not None:  # the SNR metric's copy, computed on due steps only
+                metric_sq = jax.lax.cond(due, _sq_norms, lambda _: scalar_zeros, grads)
+                metric_sq_sum = optax.tree.add(metric_sq_sum, metric_sq)
+            new_carry = (optax.tree.add(grad_sum, grads), optax.tree.add(sq_norm_sum, sq_norms), metric_sq_sum,
+                         loss_sum + loss)
+            return new_carry, captured
 
         zeros = optax.tree.zeros_like(state.params)
-        init = (zeros, jax.tree_util.tree_map(lambda _: jnp.zeros((), jnp.float32), state.params), 0.0)
-        (grad_sum, sq_norm_sum, loss_sum), _ = jax.lax.scan(
+        # The optimizer's statistics are unconditional (XLA drops them when tx ignores them); the
+        # metrics keep their own, gated, sums so that they cost nothing on other steps.
+        metric_sq_init = scalar_zeros if metrics is not None and num_micro >= 2 else None
+        init = (zeros, scalar_zeros, metric_sq_init, 0.0)
+        (grad_sum, sq_norm_sum, metric_sq_sum, loss_sum), captured = jax.lax.scan(
             accumulate, init, (tokens_KxbxT1, jnp.arange(num_micro))
         )
         grads = optax.tree.scale(1.0 / num_micro, grad_sum)
@@ -69,16 +109,54 @@ def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, *, dr
             extra["micro_batch_stats"] = MicroBatchStats(sq_norm_sum, num_micro, micro_size)
         updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
         params = optax.apply_updates(state.params, updates)
-        metrics = {
+        out = {
             "loss": loss_sum / num_micro,
             "grad_norm": optax.tree.norm(grads),
             "update_norm": optax.tree.norm(updates),
             "param_norm": optax.tree.norm(params),
         }
+        if metrics is not None:
+            stats = MicroBatchStats(metric_sq_sum if metric_sq_sum is not None else sq_norm_sum, num_micro, micro_size)
+            captured = jax.tree_util.tree_map(lambda x: x.reshape(-1, x.shape[-1]), captured)
+            out["update_metrics"] = _gated_update_metrics(
+                metrics, train_step.metric_names, due, state, updates, grads, stats, captured, grad_clip)
         new_state = TrainState(state.step + 1, params, opt_state, jax.random.key_data(key))
-        return new_state, metrics
+        return new_state, out
 
+    train_step.metric_names = []
     return train_step
+
+
+def _sq_norms(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda g: jnp.sum(jnp.square(g.astype(jnp.float32))), tree)
+
+
+def _gated_update_metrics(cfg, names: list[str], due: jax.Array, state: TrainState, updates, grads,
+                          stats: MicroBatchStats, captured, grad_clip: float) -> jax.Array:
+    """The update metrics packed in a float32 vector, computed only when due (``lax.cond``).
+
+    Fills ``names`` (the order of the vector) at trace time. The branch recomputes the new
+    parameters from the old ones and the updates (the same ``apply_updates``, so the same values)
+    instead of taking both parameter sets: then it only reads buffers that the donated state is
+    about to overwrite, and XLA can order it first instead of copying them.
+    """
+    beta = 0.9 if cfg.momentum_beta is None else cfg.momentum_beta
+
+    def values(old, upd, g, sum_sq_norms, first_moment, c) -> dict[str, jax.Array]:
+        micro_stats = stats._replace(sum_sq_norms=sum_sq_norms)  # K and b stay static ints
+        return update_lib.update_metrics(old, optax.apply_updates(old, upd), grads=g, micro_batch_stats=micro_stats,
+                                         first_moment=first_moment, momentum_beta=beta, grad_clip=grad_clip,
+                                         captured=c)
+
+    operands = (state.params, updates, grads, stats.sum_sq_norms,
+                update_lib.find_first_moment(state.opt_state, state.params), captured)
+    names[:] = sorted(jax.eval_shape(values, *operands))
+    return jax.lax.cond(
+        due,
+        lambda ops: jnp.stack([v for _, v in sorted(values(*ops).items())]),
+        lambda ops: jnp.zeros((len(names),), jnp.float32),
+        operands,
+    )
 
 
 def make_eval_step(model_def: ModelDef):

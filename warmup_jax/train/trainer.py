@@ -3,7 +3,9 @@
 ``train(config)`` is the library entry point behind ``warmup-jax train``. Everything is checked
 before any work starts (config, devices, out_dir, checkpoint compatibility). Metrics of step t
 are copied to the host only after step t+1 has been dispatched, so the device never waits for
-logging. A checkpoint is written every ``train.checkpoint_interval`` steps, at the end, and on
+logging. With ``metrics.interval`` (or a dense early phase) the per-layer update metrics of
+:mod:`warmup_jax.metrics` are computed inside the step on the due steps and logged with the loss.
+A checkpoint is written every ``train.checkpoint_interval`` steps, at the end, and on
 SIGTERM (then the run stops with exit status 143 from the CLI).
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 from warmup_jax import data as data_lib
 from warmup_jax.data.loader import SeqLenWarmup, TrainLoader, eval_batches
 from warmup_jax.config import Config, ConfigError
+from warmup_jax.metrics.update import metrics_due
 from warmup_jax.model import gpt
 from warmup_jax.model.flops import flops_per_token, peak_flops_per_device
 from warmup_jax.train import mesh as mesh_lib
@@ -122,8 +125,15 @@ class Trainer:
             return init_train_state(params, self.tx, tc.seed)
 
         self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
+        metrics_cfg = config.metrics
+        if metrics_cfg.momentum_beta is None:
+            beta = float(config.optim.hparams.get("b1", 0.9))
+            metrics_cfg = dataclasses.replace(metrics_cfg, momentum_beta=beta)
+        self.metrics_config = metrics_cfg
+        self._step_fn = make_train_step(self.model_def, self.tx, dropout=config.model.dropout,
+                                        metrics=metrics_cfg, grad_clip=config.optim.grad_clip)
         self.train_step = jax.jit(
-            make_train_step(self.model_def, self.tx, dropout=config.model.dropout),
+            self._step_fn,
             in_shardings=(self.state_shardings, self.batch_sharding),
             out_shardings=(self.state_shardings, mesh_lib.replicated(self.mesh)),
             donate_argnums=0,
@@ -153,6 +163,12 @@ class Trainer:
         if self.seq_len_warmup is None:
             return self.config.train.seq_len
         return self.seq_len_warmup.length_at(step, self.config.train.seq_len)
+
+    def update_metrics_due(self, step: int) -> bool:
+        """Whether the update that completes ``step`` (1-based) computes the update metrics."""
+        mc = self.metrics_config
+        return mc.enabled and metrics_due(step, interval=mc.interval, dense_interval=mc.dense_interval,
+                                          dense_until_step=mc.dense_until_step)
 
     def _device_batch(self, rows: np.ndarray) -> jax.Array:
         tc = self.config.train
@@ -198,8 +214,16 @@ class Trainer:
         def flush(item) -> None:
             nonlocal window_tokens, window_flops, window_start
             step, metrics_device, lr, tokens, seq_len = item
-            metrics = {k: float(v) for k, v in jax.device_get(metrics_device).items()}
+            metrics_device = dict(metrics_device)
+            update_values = metrics_device.pop("update_metrics", None)
+            if update_values is not None and not self.update_metrics_due(step):
+                update_values = None  # zeros on this step: not even copied
+            scalars, update_values = jax.device_get((metrics_device, update_values))
+            metrics = {k: float(v) for k, v in scalars.items()}
             metrics["lr"], metrics["seq_len"] = lr, seq_len
+            if update_values is not None:
+                metrics.update(zip(self._step_fn.metric_names, np.asarray(update_values).tolist()))
+                metrics["batch_size"] = tc.batch_size
             result.train_losses[step] = metrics["loss"]
             window_tokens += tokens
             window_flops += tokens * flops_per_token(self.config.model, n_matmul, seq_len)

@@ -1,0 +1,221 @@
+"""The update metrics against plain NumPy on hand-made examples."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from warmup_jax.metrics import update as um
+from warmup_jax.model import gpt
+from warmup_jax.model.config import ModelConfig
+from warmup_jax.optim.snr import MicroBatchStats
+from warmup_jax.train.optimizer import available_optimizers
+
+
+def _rotate(x: np.ndarray, theta: float, rng: np.random.Generator) -> np.ndarray:
+    """``x`` rotated by ``theta`` in the plane of ``x`` and a random orthogonal direction (same norm)."""
+    u = x / np.linalg.norm(x)
+    v = rng.standard_normal(x.shape)
+    v -= np.sum(v * u) * u
+    v /= np.linalg.norm(v)
+    return np.linalg.norm(x) * (np.cos(theta) * u + np.sin(theta) * v)
+
+
+def _np_angle(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    cos = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+@pytest.mark.parametrize("theta", [1e-5, 3e-3, 0.4, 2.5])
+def test_known_rotation_gives_its_angle_even_below_arccos_resolution(theta):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((64, 32))
+    b = _rotate(a, theta, rng).reshape(a.shape)
+    got = float(um.stable_angle(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)))
+    np.testing.assert_allclose(got, theta, rtol=2e-3)
+    # The same angle reported by update_metrics, scaled tensors included (angles ignore norms).
+    metrics = um.update_metrics({"w": {"kernel": jnp.asarray(a, jnp.float32)}},
+                                {"w": {"kernel": jnp.asarray(3.0 * b, jnp.float32)}})
+    np.testing.assert_allclose(float(metrics["angle/w.kernel"]), theta, rtol=2e-3)
+    if theta == 1e-5:  # arccos of the float32 cosine cannot see this rotation
+        cos = jnp.sum(jnp.asarray(a, jnp.float32) * jnp.asarray(b, jnp.float32)) / (
+            jnp.linalg.norm(jnp.asarray(a, jnp.float32)) * jnp.linalg.norm(jnp.asarray(b, jnp.float32)))
+        assert abs(float(jnp.arccos(jnp.clip(cos, -1, 1))) - theta) > 0.5 * theta
+
+
+def test_norms_and_relative_update_match_numpy():
+    rng = np.random.default_rng(1)
+    old = {"a": {"kernel": rng.standard_normal((5, 7))}, "ln": {"scale": rng.standard_normal(7)}}
+    new = jax.tree.map(lambda x: x + 0.1 * rng.standard_normal(x.shape), old)
+    m = um.update_metrics(jax.tree.map(jnp.float32, old), jax.tree.map(jnp.float32, new))
+    for path, name in ((("a", "kernel"), "a.kernel"), (("ln", "scale"), "ln.scale")):
+        a, b = old[path[0]][path[1]], new[path[0]][path[1]]
+        np.testing.assert_allclose(m[f"update_l2/{name}"], np.linalg.norm(b - a), rtol=1e-5)
+        np.testing.assert_allclose(m[f"weight_norm/{name}"], np.linalg.norm(b), rtol=1e-5)
+        np.testing.assert_allclose(m[f"relative_update/{name}"], np.linalg.norm(b - a) / np.linalg.norm(a), rtol=1e-5)
+    total_delta = np.sqrt(sum(np.sum((new[k][j] - old[k][j]) ** 2) for k, j in (("a", "kernel"), ("ln", "scale"))))
+    np.testing.assert_allclose(m["update_l2/global"], total_delta, rtol=1e-5)
+    assert "angle/ln.scale" not in m and "angle/a.kernel" in m  # angles only for ndim >= 2
+
+
+def test_neuron_axes_columns_of_kernels_rows_of_embeddings():
+    """Each column of a Dense kernel (each row of an embedding) is rotated by its own angle."""
+    rng = np.random.default_rng(2)
+    kernel = rng.standard_normal((16, 4))  # (in, out): 4 neurons
+    col_angles = np.array([0.01, 0.02, 0.05, 0.3])
+    new_kernel = np.stack([_rotate(kernel[:, j], col_angles[j], rng) for j in range(4)], axis=1)
+    embedding = rng.standard_normal((5, 16))  # (vocab, d): 5 neurons
+    row_angles = np.array([0.1, 0.0, 0.02, 0.2, 0.04])
+    new_embedding = np.stack([_rotate(embedding[i], row_angles[i], rng) for i in range(5)], axis=0)
+    old = {"mlp": {"fc": {"kernel": kernel}}, "wte": {"embedding": embedding}}
+    new = {"mlp": {"fc": {"kernel": new_kernel}}, "wte": {"embedding": new_embedding}}
+    m = um.update_metrics(jax.tree.map(jnp.float32, old), jax.tree.map(jnp.float32, new))
+    np.testing.assert_allclose(m["angle_neuron_rms/mlp.fc.kernel"], np.sqrt(np.mean(col_angles**2)), rtol=2e-3)
+    np.testing.assert_allclose(m["angle_neuron_rms/wte.embedding"], np.sqrt(np.mean(row_angles**2)), rtol=2e-3)
+    # The other axis convention gives a different number, so the test can tell them apart.
+    rows_of_kernel = np.sqrt(np.mean([_np_angle(kernel[i], new_kernel[i]) ** 2 for i in range(16)]))
+    assert abs(rows_of_kernel - np.sqrt(np.mean(col_angles**2))) > 0.01
+    # Global RMS over all neurons of both matrices.
+    all_angles = np.concatenate([col_angles, row_angles])
+    np.testing.assert_allclose(m["angle_neuron_rms/global"], np.sqrt(np.mean(all_angles**2)), rtol=2e-3)
+
+
+def test_group_and_global_angles_are_angles_of_the_concatenation():
+    rng = np.random.default_rng(3)
+    old = {"blocks": {str(i): {"attn": {"qkv": {"kernel": rng.standard_normal((8, 24))}},
+                               "mlp": {"fc": {"kernel": 0.3 * rng.standard_normal((8, 32))}}} for i in range(2)},
+           "wte": {"embedding": rng.standard_normal((10, 8))}}
+    new = jax.tree.map(lambda x: 1.1 * x + 0.05 * rng.standard_normal(x.shape), old)
+    m = um.update_metrics(jax.tree.map(jnp.float32, old), jax.tree.map(jnp.float32, new))
+    flat = lambda tree, keep: np.concatenate(  # noqa: E731
+        [x.ravel() for p, x in um._flatten(tree) if keep(p)])
+    for group, keep in (("blocks.1", lambda p: p.startswith("blocks/1/")), ("global", lambda p: True)):
+        np.testing.assert_allclose(m[f"angle/{group}"], _np_angle(flat(old, keep), flat(new, keep)), rtol=1e-4)
+    np.testing.assert_allclose(m["angle/blocks.0.mlp.fc.kernel"],
+                               _np_angle(old["blocks"]["0"]["mlp"]["fc"]["kernel"],
+                                         new["blocks"]["0"]["mlp"]["fc"]["kernel"]), rtol=1e-4)
+
+
+def test_rrc_of_known_delta_and_inputs():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((50, 6))
+    kernel, bias = rng.standard_normal((6, 3)), rng.standard_normal(3)
+    delta = np.zeros((6, 3))
+    delta[0, 0] = 0.5  # X dK is 0.5 * (first input feature) in the first output
+    expected = np.linalg.norm(0.5 * x[:, 0]) / np.linalg.norm(x @ kernel)
+    old = {"fc": {"kernel": kernel, "bias": bias}}
+    new = {"fc": {"kernel": kernel + delta, "bias": bias + 1.0}}  # a bias change does not enter the RRC
+    captured = {"fc": (jnp.asarray(x, jnp.float32), jnp.asarray(x @ kernel + bias, jnp.float32))}
+    m = um.update_metrics(jax.tree.map(jnp.float32, old), jax.tree.map(jnp.float32, new), captured=captured)
+    np.testing.assert_allclose(m["rrc/fc"], expected, rtol=1e-5)
+    np.testing.assert_allclose(m["rrc/global"], expected, rtol=1e-5)
+    direct = um.relative_representation_change(jnp.asarray(x), jnp.asarray(delta), kernel_CxO=jnp.asarray(kernel))
+    np.testing.assert_allclose(direct, expected, rtol=1e-5)
+
+
+def _micro_batch_grads(signal: np.ndarray, noise_std: float, k: int, b: int, rng) -> np.ndarray:
+    """K micro-batch mean gradients of b per-sequence gradients G + N(0, noise_std^2 I)."""
+    per_sequence = signal + noise_std * rng.standard_normal((k, b, signal.size))
+    return per_sequence.mean(axis=1)
+
+
+def test_snr_of_synthetic_gradients_with_known_signal_and_noise():
+    rng = np.random.default_rng(5)
+    d, k, b = 40_000, 8, 4
+    signal = np.full(d, 1.0 / np.sqrt(d))  # |G|^2 = 1
+    noise_std = np.sqrt(50.0 / d)  # S = trace of the covariance = 50, so phi = 1/50
+    grads_k = _micro_batch_grads(signal, noise_std, k, b, rng).astype(np.float32)
+    mean = grads_k.mean(axis=0)
+    params = {"w": {"kernel": jnp.zeros((200, 200), jnp.float32)}}
+    grads = {"w": {"kernel": jnp.asarray(mean.reshape(200, 200))}}
+    stats = MicroBatchStats({"w": {"kernel": jnp.asarray(np.sum(grads_k.astype(np.float64) ** 2))}}, k, b)
+    m = um.update_metrics(params, params, grads=grads, micro_batch_stats=stats)
+    np.testing.assert_allclose(m["snr/w.kernel"], 1.0 / 50.0, rtol=0.1)
+    np.testing.assert_allclose(m["snr/global"], 1.0 / 50.0, rtol=0.1)
+    np.testing.assert_allclose(m["critical_batch/global"], 50.0, rtol=0.1)
+    # Exactly the two-batch-size estimator, computed by hand.
+    small, big = np.mean(np.sum(grads_k.astype(np.float64) ** 2, axis=1)), np.sum(mean.astype(np.float64) ** 2)
+    noise = (small - big) / (1 / b - 1 / (k * b))
+    np.testing.assert_allclose(m["snr_noise/global"], noise, rtol=1e-3)
+    np.testing.assert_allclose(m["snr_signal/global"], big - noise / (k * b), rtol=1e-2)
+    # One micro-batch: no estimate, no SNR metrics.
+    single = um.update_metrics(params, params, grads=grads, micro_batch_stats=stats._replace(num_micro_batches=1))
+    assert not any(name.startswith(("snr", "critical_batch")) for name in single)
+
+
+def test_momentum_cosine_and_cancellation_match_numpy():
+    rng = np.random.default_rng(6)
+    g = {"a": {"kernel": rng.standard_normal((4, 3))}, "b": {"scale": rng.standard_normal(3)}}
+    mom = {"a/kernel": -0.3 * g["a"]["kernel"] + 0.1 * rng.standard_normal((4, 3)), "b/scale": rng.standard_normal(3)}
+    params = jax.tree.map(jnp.float32, g)
+    beta, clip = 0.9, 0.5
+    m = um.update_metrics(params, params, grads=params, first_moment={k: jnp.float32(v) for k, v in mom.items()},
+                          momentum_beta=beta, grad_clip=clip)
+    ga, ma = g["a"]["kernel"].ravel(), mom["a/kernel"].ravel()
+    np.testing.assert_allclose(m["grad_momentum_cos/a.kernel"],
+                               ga @ ma / (np.linalg.norm(ga) * np.linalg.norm(ma)), rtol=1e-5)
+    all_g = np.concatenate([ga, g["b"]["scale"]])
+    all_m = np.concatenate([ma, mom["b/scale"]])
+    factor = min(1.0, clip / np.linalg.norm(all_g))  # the momentum saw the clipped gradient
+    clipped = factor * ga
+    rho = (beta * ma) @ ((1 - beta) * clipped) / np.sum(((1 - beta) * clipped) ** 2)
+    np.testing.assert_allclose(m["momentum_cancellation/a.kernel"], rho, rtol=1e-4)
+    np.testing.assert_allclose(m["grad_momentum_cos/global"],
+                               all_g @ all_m / (np.linalg.norm(all_g) * np.linalg.norm(all_m)), rtol=1e-5)
+    # No first moment yet (m = 0 at step 1): the cosine is undefined, the cancellation is 0.
+    zero = um.update_metrics(params, params, grads=params, first_moment={"a/kernel": jnp.zeros((4, 3))})
+    assert np.isnan(zero["grad_momentum_cos/a.kernel"]) and zero["momentum_cancellation/a.kernel"] == 0.0
+
+
+@pytest.mark.parametrize("name, found", [("adamw", True), ("lion", True), ("lion_ar", True), ("sgd", False)])
+def test_first_moment_is_found_in_optax_states(name, found):
+    params = {"blocks": {"0": {"attn": {"qkv": {"kernel": jnp.ones((4, 6))}}, "ln1": {"scale": jnp.ones(4)}}},
+              "wte": {"embedding": jnp.ones((10, 4))}}
+    tx = optax.sgd(0.1) if name == "sgd" else available_optimizers()[name](learning_rate=1e-3)
+    grads = jax.tree.map(lambda x: 0.5 * jnp.ones_like(x), params)
+    _, state = tx.update(grads, tx.init(params), params)
+    moment = um.find_first_moment(optax.chain(optax.clip_by_global_norm(1.0), tx).init(params), params)
+    if not found:
+        assert moment is None
+        return
+    assert sorted(moment) == ["blocks/0/attn/qkv/kernel", "blocks/0/ln1/scale", "wte/embedding"]
+    after_one = um.find_first_moment(state, params)  # the moment really is the gradient EMA
+    assert all(float(jnp.max(jnp.abs(v))) > 0 for v in after_one.values())
+
+
+def test_metrics_due_is_the_same_on_host_and_device():
+    kwargs = dict(interval=10, dense_interval=2, dense_until_step=6)
+    host = [s for s in range(1, 31) if um.metrics_due(s, **kwargs)]
+    assert host == [2, 4, 6, 10, 20, 30]
+    device = [s for s in range(1, 31) if bool(jax.jit(lambda s: um.metrics_due(s, **kwargs))(jnp.int32(s)))]
+    assert device == host
+    assert not any(um.metrics_due(s, interval=0, dense_interval=1, dense_until_step=9) for s in range(1, 5))
+
+
+def test_layer_groups_of_names():
+    assert um.layer_group("blocks.3.mlp.fc.kernel") == "mlp.fc"
+    assert um.layer_group("blocks.3.attn.qkv") == "attn.qkv"
+    assert um.layer_group("wte.embedding") == "wte"
+    assert um.layer_group("blocks.3") is None and um.layer_group("global") is None
+
+
+def test_captured_dense_inputs_are_the_layer_inputs():
+    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=64, use_bias=True)
+    model_def, params = gpt.init_params(cfg, 0)
+    tokens = jax.random.randint(jax.random.key(0), (3, 8), 0, 64)
+    model = model_def.merge(params)
+    plain = model(tokens)
+    logits, captured = gpt.forward_capturing_dense(model_def.merge(params), tokens, num_tokens=10)
+    np.testing.assert_array_equal(logits, plain)
+    assert len(captured) == 8 and all(x.shape[0] == 10 for x, _ in captured.values())
+    rows = gpt.token_subsample(3 * 8, 10)
+    # The first block's qkv layer sees ln1(wte[tokens] + wpe).
+    embedded = model.wte(tokens) + model.wpe(jnp.arange(8))[None]
+    expected = model.blocks[0].ln1(embedded).reshape(-1, 16)[rows]
+    x, y = captured["blocks/0/attn/qkv"]
+    np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-6)
+    layer = params["blocks"]["0"]["attn"]["qkv"]
+    np.testing.assert_allclose(y, x @ layer["kernel"] + layer["bias"], rtol=1e-5, atol=1e-5)
+    assert model.blocks[0].attn.qkv.capture_tokens == 0  # capturing is switched off again

@@ -1,0 +1,348 @@
+r"""Per-tensor and per-layer update metrics, computed inside the compiled train step.
+
+The quantities of the warmup paper (METHODS.md §2.4), for the update :math:`\Delta w = w_{t+1} - w_t`
+of one step:
+
+* ``update_l2``: :math:`\|\Delta w\|`; ``weight_norm``: :math:`\|w_{t+1}\|`;
+  ``relative_update``: :math:`\|\Delta w\| / \|w_t\|`.
+* ``angle``: the angle between :math:`w_t` and :math:`w_{t+1}`, computed stably as
+  :math:`\theta = 2\,\mathrm{atan2}(\|\hat a - \hat b\|, \|\hat a + \hat b\|)` with
+  :math:`\hat a = a/\|a\|` (METHODS.md §10; ``arccos`` cannot resolve angles below ~3e-4 rad in
+  float32). ``angle_neuron_rms``: the same angle per neuron, reduced as the RMS over neurons. Neurons
+  follow the optimizers' convention (:func:`warmup_jax.optim.neuron_axes`): a Dense kernel
+  ``(in, out)`` has one neuron per column, an embedding ``(vocab, d)`` one per row, and leading
+  (stacked-layer) axes are batch axes. Angles are reported for tensors with ``ndim >= 2`` only.
+* ``rrc``: the relative representation change :math:`\|X \Delta K\|_F / \|X K_t\|_F` of every
+  Dense layer, with :math:`X` the layer's inputs on a token subsample of the current batch
+  (Flax ``(in, out)`` kernels; the denominator is the captured layer output minus its bias).
+* ``snr``: the gradient SNR :math:`\varphi` of this step from the micro-batch estimator
+  (:mod:`warmup_jax.optim.snr`, the implementation the optimizers use), without the EMA: the
+  plots smooth signal and noise over logged steps before taking the ratio. ``critical_batch``:
+  :math:`1/\varphi`. Needs ``K >= 2`` micro-batches; omitted otherwise.
+* ``grad_momentum_cos``: :math:`\cos(g_t, m_{t-1})` with :math:`m` the optimizer's first moment
+  (``mu`` of ``ScaleByAdamState``/``ScaleByLionState``, found generically); and the cancellation
+  ratio ``momentum_cancellation``
+  :math:`\rho = \langle \beta m_{t-1}, (1-\beta) \tilde g_t\rangle / \|(1-\beta)\tilde g_t\|^2`
+  with :math:`\tilde g` the gradient after global-norm clipping (the reconstruction [R] of
+  METHODS.md §2.4(f); for Lion :math:`\beta = \beta_1`, the interpolation coefficient).
+
+Names are ``<metric>/<tensor>`` with dotted paths (``update_l2/blocks.0.attn.qkv.kernel``;
+``rrc/blocks.0.attn.qkv`` for a layer), ``<metric>/blocks.<i>`` for each layer (all tensors under
+``blocks/<i>``) and ``<metric>/global``. Group angles are the angle of the concatenation of the
+group's matrices; group RRC is the mean over the group's Dense layers; group SNR sums signal and
+noise over the group's tensors (the estimator is linear in them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from warmup_jax.optim import snr as snr_lib
+from warmup_jax.optim.neurons import neuron_axes
+
+Params = Any
+GLOBAL = "global"
+
+
+def metrics_due(step: Any, *, interval: int, dense_interval: int = 0, dense_until_step: int = 0) -> Any:
+    """Whether metrics are computed for the update that completes ``step`` (1-based).
+
+    ``step`` may be a Python int (host) or a traced integer (inside the step); the intervals are
+    static. True when ``step % interval == 0``, or ``step <= dense_until_step`` and
+    ``step % dense_interval == 0``; ``interval == 0`` switches metrics off altogether.
+    """
+    if interval <= 0:
+        return jnp.asarray(False) if isinstance(step, jax.Array) else False
+    due = step % interval == 0
+    if dense_until_step > 0 and dense_interval > 0:
+        due = due | ((step <= dense_until_step) & (step % dense_interval == 0))
+    if isinstance(step, jax.Array):
+        return jnp.asarray(due, bool)
+    return bool(due)
+
+
+def stable_angle(a: jax.Array, b: jax.Array, axis: int | tuple[int, ...] | None = None) -> jax.Array:
+    r"""Angle between ``a`` and ``b`` (vectors along ``axis``), :math:`2\,\mathrm{atan2}(\|\hat a-\hat b\|,\|\hat a+\hat b\|)`.
+
+    ``axis=None`` treats each whole tensor as one vector. NaN where either vector is zero.
+    """
+    a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
+    b = b.astype(jnp.promote_types(b.dtype, jnp.float32))
+    na = jnp.sqrt(jnp.sum(a * a, axis=axis, keepdims=True))
+    nb = jnp.sqrt(jnp.sum(b * b, axis=axis, keepdims=True))
+    ah = a / jnp.where(na > 0, na, 1.0)
+    bh = b / jnp.where(nb > 0, nb, 1.0)
+    diff = jnp.sqrt(jnp.sum(jnp.square(ah - bh), axis=axis))
+    total = jnp.sqrt(jnp.sum(jnp.square(ah + bh), axis=axis))
+    defined = jnp.squeeze((na > 0) & (nb > 0), axis=axis)
+    return jnp.where(defined, 2.0 * jnp.arctan2(diff, total), jnp.nan)
+
+
+def relative_representation_change(
+    x_NxC: jax.Array, delta_CxO: jax.Array, y_NxO: jax.Array | None = None, kernel_CxO: jax.Array | None = None
+) -> jax.Array:
+    r""":math:`\|X \Delta K\|_F / \|X K\|_F` for a Flax Dense kernel ``(in, out)``.
+
+    Pass either the layer's (bias-free) outputs ``y_NxO = X K`` or the kernel ``K``.
+    """
+    x = x_NxC.astype(jnp.float32)
+    change = jnp.linalg.norm(x @ delta_CxO.astype(jnp.float32))
+    if y_NxO is None:
+        y_NxO = x @ kernel_CxO.astype(jnp.float32)
+    return _ratio(change, jnp.linalg.norm(y_NxO.astype(jnp.float32)))
+
+
+def find_first_moment(opt_state: Any, params: Params) -> dict[str, jax.Array] | None:
+    """The optimizer's first moment ``m`` per parameter path (``"blocks/0/attn/qkv/kernel"``), or None.
+
+    Looks for every ``mu`` field in the optax state (``ScaleByAdamState``, ``ScaleByLionState``, also
+    inside ``optax.partition``/``masked`` wrappers) and keeps the parameter-shaped leaves that are
+    not ``optax.MaskedNode``. Parameters without a first moment are absent from the result.
+    """
+    shapes = {path: leaf.shape for path, leaf in _flatten(params)}
+    found: dict[str, jax.Array] = {}
+    for _, tree in optax.tree.get_all_with_path(opt_state, "mu"):
+        for path, leaf in _flatten(tree):
+            if path in shapes and hasattr(leaf, "shape") and leaf.shape == shapes[path]:
+                found.setdefault(path, leaf)
+    return found or None
+
+
+def update_metrics(
+    params_old: Params,
+    params_new: Params,
+    *,
+    grads: Params | None = None,
+    micro_batch_stats: snr_lib.MicroBatchStats | None = None,
+    first_moment: dict[str, jax.Array] | None = None,
+    momentum_beta: float = 0.9,
+    grad_clip: float = 0.0,
+    captured: dict[str, tuple[jax.Array, jax.Array]] | None = None,
+) -> dict[str, jax.Array]:
+    """All update metrics of one step as a flat ``{name: float32 scalar}`` dict.
+
+    Args:
+        params_old: :math:`w_t`, the parameters before the update.
+        params_new: :math:`w_{t+1}`.
+        grads: the mean gradient of the step (before clipping); needed for SNR and momentum metrics.
+        micro_batch_stats: per-tensor sums of squared micro-batch gradient norms; SNR metrics are
+            added when given with ``num_micro_batches >= 2``.
+        first_moment: :math:`m_{t-1}` by parameter path (:func:`find_first_moment`), or None.
+        momentum_beta: :math:`\\beta` of the cancellation ratio.
+        grad_clip: the global-norm clip applied before the optimizer (0: none), so the
+            cancellation ratio uses the gradient the momentum actually received.
+        captured: ``{layer path: (x_NxC, y_NxO)}`` from :func:`warmup_jax.model.gpt.forward_capturing_dense`.
+
+    Returns:
+        The metrics, named as described in the module docstring.
+    """
+    old = dict(_flatten(params_old))
+    new = dict(_flatten(params_new))
+    out: dict[str, jax.Array] = {}
+    sums: dict[str, dict[str, jax.Array]] = {}  # group -> additive per-tensor statistics
+
+    def add(group_names: list[str], key: str, value: jax.Array) -> None:
+        for g in group_names:
+            bucket = sums.setdefault(g, {})
+            bucket[key] = bucket[key] + value if key in bucket else value
+
+    # Norms and angles. Group angles combine per-neuron statistics: with alpha_k = A_k/A and
+    # beta_k = B_k/B (neuron norms over group norms) and D_k = |a_k/A_k - b_k/B_k|^2,
+    # |a/A - b/B|^2 = sum_k (alpha_k - beta_k)^2 + alpha_k beta_k D_k, with no cancellation.
+    neuron_stats = {}
+    for path, a in old.items():
+        b = new[path]
+        a32, b32 = _f32(a), _f32(b)
+        name, groups = _name(path), _groups(path)
+        # Per-neuron squared norms first (1-D tensors: one neuron); tensor norms are their sums.
+        axes = neuron_axes(path, a.shape) if a.ndim >= 2 else tuple(range(a.ndim))
+        na2 = jnp.sum(a32 * a32, axis=axes, keepdims=True)
+        nb2 = jnp.sum(b32 * b32, axis=axes, keepdims=True)
+        sq_old, sq_new = jnp.sum(na2), jnp.sum(nb2)
+        sq_delta = jnp.sum(jnp.square(b32 - a32))
+        out[f"update_l2/{name}"] = jnp.sqrt(sq_delta)
+        out[f"weight_norm/{name}"] = jnp.sqrt(sq_new)
+        out[f"relative_update/{name}"] = _ratio(jnp.sqrt(sq_delta), jnp.sqrt(sq_old))
+        add(groups, "sq_old", sq_old)
+        add(groups, "sq_new", sq_new)
+        add(groups, "sq_delta", sq_delta)
+        if a.ndim < 2:
+            continue
+        defined = (na2 > 0) & (nb2 > 0)
+        inv_a = jnp.where(defined, jax.lax.rsqrt(jnp.where(defined, na2, 1.0)), 0.0)
+        inv_b = jnp.where(defined, jax.lax.rsqrt(jnp.where(defined, nb2, 1.0)), 0.0)
+        # |a^ - b^|^2 in one fused pass; |a^ + b^|^2 = 4 - |a^ - b^|^2 for unit vectors (a separate
+        # second reduction over the normalised tensors costs ~10x more on XLA:CPU).
+        d2 = jnp.sum(jnp.square(a32 * inv_a - b32 * inv_b), axis=axes, keepdims=True)
+        theta = jnp.where(defined, 2.0 * jnp.arctan2(jnp.sqrt(d2), jnp.sqrt(jnp.maximum(4.0 - d2, 0.0))), 0.0)
+        count = jnp.sum(defined.astype(jnp.float32))
+        theta_sq = jnp.sum(jnp.square(theta))
+        out[f"angle_neuron_rms/{name}"] = jnp.sqrt(_ratio(theta_sq, count, nan_if_zero=True))
+        neuron_stats[path] = (na2, nb2, d2)
+        out[f"angle/{name}"] = _combined_angle([(na2, nb2, d2)], sq_old, sq_new)
+        add(groups, "neuron_theta_sq", theta_sq)
+        add(groups, "neuron_count", count)
+        add(groups, "matrix_sq_old", sq_old)
+        add(groups, "matrix_sq_new", sq_new)
+    for group, s in sums.items():
+        out[f"update_l2/{group}"] = jnp.sqrt(s["sq_delta"])
+        out[f"weight_norm/{group}"] = jnp.sqrt(s["sq_new"])
+        out[f"relative_update/{group}"] = _ratio(jnp.sqrt(s["sq_delta"]), jnp.sqrt(s["sq_old"]))
+        if "neuron_count" in s:
+            members = [v for p, v in neuron_stats.items() if group in _groups(p)]
+            out[f"angle/{group}"] = _combined_angle(members, s["matrix_sq_old"], s["matrix_sq_new"])
+            out[f"angle_neuron_rms/{group}"] = jnp.sqrt(
+                _ratio(s["neuron_theta_sq"], s["neuron_count"], nan_if_zero=True))
+
+    if captured:
+        rrc_by_group: dict[str, list[jax.Array]] = {}
+        for layer, (x_NxC, y_NxO) in sorted(captured.items()):
+            kernel = f"{layer}/kernel"
+            delta = _f32(new[kernel]) - _f32(old[kernel])
+            y = _f32(y_NxO)
+            if f"{layer}/bias" in old:
+                y = y - _f32(old[f"{layer}/bias"])
+            rrc = relative_representation_change(x_NxC, delta, y)
+            out[f"rrc/{_name(layer)}"] = rrc
+            for g in _groups(kernel):
+                rrc_by_group.setdefault(g, []).append(rrc)
+        for group, values in rrc_by_group.items():
+            out[f"rrc/{group}"] = jnp.mean(jnp.stack(values))
+
+    if grads is not None and micro_batch_stats is not None and micro_batch_stats.num_micro_batches >= 2:
+        noise, signal = snr_lib.per_tensor_noise_and_signal(grads, micro_batch_stats)
+        noise, signal = dict(_flatten(noise)), dict(_flatten(signal))
+        group_noise: dict[str, jax.Array] = {}
+        group_signal: dict[str, jax.Array] = {}
+        for path in old:
+            out[f"snr/{_name(path)}"] = snr_lib.phi(signal[path], noise[path])
+            for g in _groups(path):
+                group_noise[g] = group_noise.get(g, 0.0) + noise[path]
+                group_signal[g] = group_signal.get(g, 0.0) + signal[path]
+        for g in group_noise:
+            out[f"snr/{g}"] = snr_lib.phi(group_signal[g], group_noise[g])
+        out["snr_noise/global"] = group_noise[GLOBAL]
+        out["snr_signal/global"] = group_signal[GLOBAL]
+        out["critical_batch/global"] = _ratio(
+            jnp.maximum(group_noise[GLOBAL], 0.0), jnp.maximum(group_signal[GLOBAL], 0.0), nan_if_zero=False)
+
+    if grads is not None and first_moment:
+        g_all = dict(_flatten(grads))
+        clip = 1.0
+        if grad_clip > 0:
+            clip = snr_lib.global_norm_clip_factor(grads, grad_clip)
+        scale = momentum_beta / ((1.0 - momentum_beta) * clip)
+        dots: dict[str, list[jax.Array]] = {}
+        for path, m in first_moment.items():
+            g, m = _f32(g_all[path]), _f32(m)
+            gm, gg, mm = jnp.sum(g * m), jnp.sum(g * g), jnp.sum(m * m)
+            out[f"grad_momentum_cos/{_name(path)}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
+            out[f"momentum_cancellation/{_name(path)}"] = scale * _ratio(gm, gg, nan_if_zero=True)
+            for grp in _groups(path):
+                dots.setdefault(grp, []).append(jnp.stack([gm, gg, mm]))
+        for grp, values in dots.items():
+            gm, gg, mm = jnp.sum(jnp.stack(values), axis=0)
+            out[f"grad_momentum_cos/{grp}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
+            out[f"momentum_cancellation/{grp}"] = scale * _ratio(gm, gg, nan_if_zero=True)
+    return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
+
+
+def _combined_angle(members: list[tuple[jax.Array, jax.Array, jax.Array]], sq_old: jax.Array,
+                    sq_new: jax.Array) -> jax.Array:
+    """Angle of the concatenation of several neurons' old and new weights (see update_metrics)."""
+    big_a, big_b = jnp.sqrt(sq_old), jnp.sqrt(sq_new)
+    safe_a, safe_b = jnp.where(big_a > 0, big_a, 1.0), jnp.where(big_b > 0, big_b, 1.0)
+    diff_sq, sum_sq = 0.0, 0.0
+    for na2, nb2, d2 in members:
+        alpha, beta = jnp.sqrt(na2) / safe_a, jnp.sqrt(nb2) / safe_b
+        cross = alpha * beta * d2
+        diff_sq = diff_sq + jnp.sum(jnp.square(alpha - beta) + cross)
+        sum_sq = sum_sq + jnp.sum(jnp.square(alpha + beta) - cross)
+    theta = 2.0 * jnp.arctan2(jnp.sqrt(diff_sq), jnp.sqrt(jnp.maximum(sum_sq, 0.0)))
+    return jnp.where((big_a > 0) & (big_b > 0), theta, jnp.nan)
+
+
+def _ratio(num: jax.Array, den: jax.Array, *, nan_if_zero: bool = True) -> jax.Array:
+    """``num / den``; where ``den == 0``: NaN (or +inf for a positive ``num`` if not nan_if_zero)."""
+    num, den = jnp.asarray(num, jnp.float32), jnp.asarray(den, jnp.float32)
+    safe = jnp.where(den != 0, den, 1.0)
+    fallback = jnp.nan if nan_if_zero else jnp.where(num > 0, jnp.inf, jnp.nan)
+    return jnp.where(den != 0, num / safe, fallback)
+
+
+def _f32(x: jax.Array) -> jax.Array:
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def _flatten(tree: Any) -> list[tuple[str, Any]]:
+    """``[("blocks/0/attn/qkv/kernel", leaf), ...]``; ``optax.MaskedNode`` leaves are dropped."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, optax.MaskedNode))
+    result = []
+    for path, leaf in flat:
+        if isinstance(leaf, optax.MaskedNode):
+            continue
+        parts = []
+        for key in path:
+            if isinstance(key, jax.tree_util.DictKey):
+                parts.append(str(key.key))
+            elif isinstance(key, jax.tree_util.SequenceKey):
+                parts.append(str(key.idx))
+            elif isinstance(key, jax.tree_util.GetAttrKey):
+                parts.append(key.name)
+            else:
+                parts.append(str(key))
+        result.append(("/".join(parts), leaf))
+    return result
+
+
+def _name(path: str) -> str:
+    """``"blocks/0/attn/qkv/kernel"`` -> ``"blocks.0.attn.qkv.kernel"``."""
+    return path.replace("/", ".")
+
+
+def _groups(path: str) -> list[str]:
+    """The aggregate groups of a tensor: its layer (``blocks.<i>``, from the first numeric path
+    component) and ``global``."""
+    parts = path.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part.isdigit():
+            return [".".join(parts[: i + 1]), GLOBAL]
+    return [GLOBAL]
+
+
+def metric_kind(name: str) -> tuple[str, str]:
+    """Splits ``"angle/blocks.3.mlp.fc.kernel"`` into ``("angle", "blocks.3.mlp.fc.kernel")``."""
+    metric, _, target = name.partition("/")
+    return metric, target
+
+
+def layer_group(target: str) -> str | None:
+    """The layer kind of a per-tensor or per-layer target, with the layer index removed.
+
+    ``"blocks.3.mlp.fc.kernel"`` -> ``"mlp.fc"``, ``"blocks.3.attn.qkv"`` -> ``"attn.qkv"``,
+    ``"wte.embedding"`` -> ``"wte"``; groups (``blocks.3``, ``global``) give None.
+    """
+    parts = target.split(".")
+    if parts[-1] in ("kernel", "embedding", "bias", "scale"):
+        parts = parts[:-1]
+    elif target == GLOBAL or (len(parts) == 2 and parts[1].isdigit()):
+        return None
+    kept = [p for p in parts if not p.isdigit()]
+    if kept and len(kept) < len(parts):
+        kept = kept[1:]  # drop the container name ("blocks") with its index
+    return ".".join(kept) if kept else None
+
+
+__all__ = [
+    "find_first_moment",
+    "layer_group",
+    "metric_kind",
+    "metrics_due",
+    "relative_representation_change",
+    "stable_angle",
+    "update_metrics",
+]
