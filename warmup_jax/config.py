@@ -104,7 +104,7 @@ class MetricsConfig:
     interval: int = 10  # 0: no update metrics at all (the step is compiled without them)
     dense_interval: int = 1  # interval early in training, up to dense_until_step
     dense_until_step: int = 100  # 0: no dense phase
-    rrc_tokens: int = 512  # token subsample of the batch for the RRC of Dense layers; 0: no RRC
+    rrc_tokens: int = 256  # token subsample of the batch for the RRC of Dense layers; 0: no RRC
     momentum_beta: float | None = None  # beta of the cancellation ratio; None: optim.hparams b1, else 0.9
 
     def validate(self) -> None:
