@@ -65,7 +65,8 @@ def main() -> None:
 
     runners = {}
     for name, metrics in _variants(args.rrc_tokens).items():
-        fn = make_train_step(model_def, tx, dropout=model_cfg.dropout, metrics=metrics, grad_clip=config.optim.grad_clip)
+        fn = make_train_step(model_def, tx, dropout=model_cfg.dropout, metrics=metrics,
+                             grad_clip=config.optim.grad_clip)
         step_fn = jax.jit(fn, donate_argnums=0)
         state = init_train_state(jax.tree.map(jnp.copy, params), tx, tc.seed)
         start = time.perf_counter()

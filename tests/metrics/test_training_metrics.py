@@ -25,7 +25,9 @@ def runs(text_corpus, data_cache, tmp_path_factory):
             "train.log_interval=1", "train.checkpoint_interval=0", "train.batch_size=16",
             "train.grad_accum_steps=2", "train.mesh_fsdp=2"]
     out = {}
-    for name, extra in (("off", ["metrics.interval=0"]), ("gated", GATED), ("warmup", ["metrics.interval=1", "optim.warmup_steps=2"])):
+    variants = (("off", ["metrics.interval=0"]), ("gated", GATED),
+                ("warmup", ["metrics.interval=1", "optim.warmup_steps=2"]))
+    for name, extra in variants:
         trainer = Trainer(load_config("tiny", [*base, f"train.out_dir={root / name}", *extra]))
         result = trainer.run()
         lines = [json.loads(x) for x in (root / name / "metrics.jsonl").read_text().splitlines()]

@@ -66,8 +66,9 @@ def metrics_due(step: Any, *, interval: int, dense_interval: int = 0, dense_unti
 
 
 def stable_angle(a: jax.Array, b: jax.Array, axis: int | tuple[int, ...] | None = None) -> jax.Array:
-    r"""Angle between ``a`` and ``b`` (vectors along ``axis``), :math:`2\,\mathrm{atan2}(\|\hat a-\hat b\|,\|\hat a+\hat b\|)`.
+    r"""Angle between ``a`` and ``b`` (vectors along ``axis``), stable for tiny angles.
 
+    :math:`\theta = 2\,\mathrm{atan2}(\|\hat a-\hat b\|,\|\hat a+\hat b\|)` (METHODS.md §10).
     ``axis=None`` treats each whole tensor as one vector. NaN where either vector is zero.
     """
     a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
