@@ -41,7 +41,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+
 from warmup_jax.optim import snr as snr_lib
+from warmup_jax.optim._tree import path_to_str
 from warmup_jax.optim.neurons import neuron_axes
 
 Params = Any
@@ -282,22 +284,7 @@ def _f32(x: jax.Array) -> jax.Array:
 def _flatten(tree: Any) -> list[tuple[str, Any]]:
     """``[("blocks/0/attn/qkv/kernel", leaf), ...]``; ``optax.MaskedNode`` leaves are dropped."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, optax.MaskedNode))
-    result = []
-    for path, leaf in flat:
-        if isinstance(leaf, optax.MaskedNode):
-            continue
-        parts = []
-        for key in path:
-            if isinstance(key, jax.tree_util.DictKey):
-                parts.append(str(key.key))
-            elif isinstance(key, jax.tree_util.SequenceKey):
-                parts.append(str(key.idx))
-            elif isinstance(key, jax.tree_util.GetAttrKey):
-                parts.append(key.name)
-            else:
-                parts.append(str(key))
-        result.append(("/".join(parts), leaf))
-    return result
+    return [(path_to_str(path), leaf) for path, leaf in flat if not isinstance(leaf, optax.MaskedNode)]
 
 
 def _name(path: str) -> str:
