@@ -41,7 +41,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-
 from warmup_jax.optim import snr as snr_lib
 from warmup_jax.optim._tree import path_to_str
 from warmup_jax.optim.neurons import neuron_axes
