@@ -2,7 +2,7 @@
 
 Built-in baselines are ``adamw`` (PyTorch/nanoGPT semantics: decoupled weight decay scaled by
 the learning rate, on tensors with ndim >= 2 only) and ``lion``. The paper's recipes from
-:mod:`warmup_jax.optim.recipes` are added when that module is present, and users can add their
+:mod:`warmup_jax.optim.recipes` are added, and users can add their
 own with :func:`register_optimizer`. Every factory takes ``learning_rate`` (a float or an optax
 schedule) plus keyword hyperparameters, which come from ``optim.hparams`` in the config.
 """
@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from warmup_jax.errors import ConfigError
+from warmup_jax.optim import recipes
 from warmup_jax.optim.schedules import trapezoid_schedule
 
 OptimizerFactory = Callable[..., optax.GradientTransformation]
@@ -53,11 +54,7 @@ def lion(learning_rate, *, b1=0.9, b2=0.99, weight_decay=1.0):
 def available_optimizers() -> dict[str, OptimizerFactory]:
     """Built-in and registered optimizers, plus the paper's recipes (which take precedence)."""
     found = dict(_REGISTRY)
-    try:
-        from warmup_jax.optim import recipes
-    except ImportError:
-        return found
-    found.update(getattr(recipes, "RECIPES", {}))
+    found.update(recipes.RECIPES)
     found.update({k: v for k, v in _REGISTRY.items() if k not in found})
     return found
 
@@ -111,6 +108,24 @@ def check_optimizer_config(optim_cfg) -> OptimizerFactory:
     factory = optimizers[optim_cfg.name]
     _check_hparams(optim_cfg.name, factory, optim_cfg.hparams)
     return factory
+
+
+def check_optimizer_fits_training(optim_cfg, train_cfg) -> None:
+    """Raises ConfigError when the optimizer needs something the training setup does not give.
+
+    Optimizers in ``recipes.NEEDS_MICRO_BATCH_STATS`` estimate the gradient SNR from the
+    micro-batches of gradient accumulation, so they need ``train.grad_accum_steps >= 2``.
+    """
+    if optim_cfg.name in recipes.NEEDS_MICRO_BATCH_STATS and train_cfg.grad_accum_steps < 2:
+        raise ConfigError(
+            f"train.grad_accum_steps={train_cfg.grad_accum_steps}: optimizer {optim_cfg.name!r} estimates the "
+            "gradient signal-to-noise ratio from the micro-batches of gradient accumulation; allowed: >= 2"
+        )
+
+
+def needs_initial_gradient(optim_cfg) -> bool:
+    """Whether the optimizer state is built from one gradient (``warmup_jax.optim.gi_adam_init``)."""
+    return optim_cfg.name in recipes.NEEDS_INITIAL_GRADIENT
 
 
 def build_optimizer(optim_cfg, schedule: optax.ScalarOrSchedule) -> optax.GradientTransformation:

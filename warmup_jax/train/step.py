@@ -26,7 +26,7 @@ from flax import nnx
 
 from warmup_jax.metrics import update as update_lib
 from warmup_jax.model.gpt import ModelDef, cross_entropy_loss, forward_capturing_dense
-from warmup_jax.optim.snr import MicroBatchStats
+from warmup_jax.optim.snr import MicroBatchStats, global_norm_clip_factor, rescale_micro_batch_stats
 
 
 class TrainState(NamedTuple):
@@ -66,8 +66,9 @@ def make_train_step(
     metrics: Any = None,
     grad_clip: float = 0.0,
 ):
-    """The train step. ``metrics``: a ``MetricsConfig`` (see the module docstring); ``grad_clip``:
-    the optimizer's global-norm clip, which the momentum cancellation ratio accounts for."""
+    """The train step. ``metrics``: a ``MetricsConfig`` (see the module docstring); ``grad_clip``: the
+    global-norm clip at the head of ``tx`` (see ``build_optimizer``), which the micro-batch statistics
+    passed to ``tx`` and the momentum cancellation ratio account for."""
     if metrics is not None and not metrics.enabled:
         metrics = None
     passes_stats = isinstance(tx, optax.GradientTransformationExtraArgs)
@@ -106,7 +107,12 @@ def make_train_step(
         grads = optax.tree.scale(1.0 / num_micro, grad_sum)
         extra = {}
         if passes_stats:
-            extra["micro_batch_stats"] = MicroBatchStats(sq_norm_sum, num_micro, micro_size)
+            optimizer_stats = MicroBatchStats(sq_norm_sum, num_micro, micro_size)
+            if grad_clip > 0:
+                # The optimizer's chain clips the mean gradient it receives; scale the micro-batch
+                # gradients alike so that both norms of the SNR estimator describe the same gradients.
+                optimizer_stats = rescale_micro_batch_stats(optimizer_stats, global_norm_clip_factor(grads, grad_clip))
+            extra["micro_batch_stats"] = optimizer_stats
         updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
         params = optax.apply_updates(state.params, updates)
         out = {
@@ -157,6 +163,21 @@ def _gated_update_metrics(cfg, names: list[str], due: jax.Array, state: TrainSta
         lambda ops: jnp.zeros((len(names),), jnp.float32),
         operands,
     )
+
+
+def make_mean_gradient(model_def: ModelDef):
+    """``mean_gradient(params, tokens_KxbxT1) -> grads``: the loss gradient averaged over K
+    micro-batches, without dropout (for optimizers initialised from one gradient, e.g. GI-Adam)."""
+    grad_fn = jax.grad(make_loss_fn(model_def, 0.0))
+
+    def mean_gradient(params: Any, tokens_KxbxT1: jax.Array) -> Any:
+        def accumulate(grad_sum, tokens):
+            return optax.tree.add(grad_sum, grad_fn(params, tokens, None)), None
+
+        grad_sum, _ = jax.lax.scan(accumulate, optax.tree.zeros_like(params), tokens_KxbxT1)
+        return optax.tree.scale(1.0 / tokens_KxbxT1.shape[0], grad_sum)
+
+    return mean_gradient
 
 
 def make_eval_step(model_def: ModelDef):

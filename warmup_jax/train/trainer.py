@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 
 from warmup_jax import data as data_lib
 from warmup_jax.data.loader import SeqLenWarmup, TrainLoader, eval_batches
@@ -30,8 +31,14 @@ from warmup_jax.model.flops import flops_per_token, peak_flops_per_device
 from warmup_jax.train import mesh as mesh_lib
 from warmup_jax.train.checkpoint import Checkpointer, abstract_like, config_dict
 from warmup_jax.train.logger import MetricLogger, Progress
-from warmup_jax.train.optimizer import build_optimizer, build_schedule, check_optimizer_config
-from warmup_jax.train.step import TrainState, init_train_state, make_eval_step, make_train_step
+from warmup_jax.optim.gi_adam import gi_adam_init
+from warmup_jax.optim.snr import global_norm_clip_factor
+from warmup_jax.train.optimizer import (
+    build_optimizer, build_schedule, check_optimizer_config, check_optimizer_fits_training, needs_initial_gradient,
+)
+from warmup_jax.train.step import (
+    TrainState, init_train_state, make_eval_step, make_mean_gradient, make_train_step,
+)
 
 
 @dataclasses.dataclass
@@ -84,6 +91,7 @@ class Trainer:
     def __init__(self, config: Config, *, quiet: bool = False):
         config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
         check_optimizer_config(config.optim)
+        check_optimizer_fits_training(config.optim, config.train)
         tc = config.train
         self.is_main = jax.process_index() == 0
         self.checkpointer = Checkpointer(os.path.join(tc.out_dir, "checkpoints"), keep=tc.keep_checkpoints)
@@ -156,8 +164,39 @@ class Trainer:
             self.progress.message(f"resumed from step {latest} in {self.checkpointer.directory}")
         else:
             self.state = jax.jit(init_state, out_shardings=self.state_shardings)()
+            if needs_initial_gradient(config.optim):
+                self.state = self._init_from_gradient(self.state)
         self.logger = MetricLogger(tc.out_dir, tensorboard=tc.tensorboard, enabled=self.is_main)
         self._eval_data = None
+
+    def _init_from_gradient(self, state: TrainState) -> TrainState:
+        """Rebuilds the optimizer state from one gradient at the initial parameters (GI-Adam).
+
+        The gradient is the mean over one global batch drawn from the training stream with another
+        seed (``train.seed + 1``), so it is not one of the batches trained on; it is clipped like
+        the gradients the optimizer will see (``optim.grad_clip``).
+        """
+        tc = self.config.train
+        loader = TrainLoader(
+            self.data.train_tokens, seq_len=tc.seq_len, global_batch_size=tc.batch_size, seed=tc.seed + 1,
+            process_index=jax.process_index(), process_count=jax.process_count(),
+        )
+        batch = self._device_batch(next(loader))
+        mean_gradient = make_mean_gradient(self.model_def)
+        clip = self.config.optim.grad_clip
+
+        def init_opt_state(params, tokens):
+            g0 = mean_gradient(params, tokens)
+            if clip > 0:
+                g0 = optax.tree.scale(global_norm_clip_factor(g0, clip), g0)
+            return gi_adam_init(self.tx, params, g0)
+
+        opt_state = jax.jit(
+            init_opt_state, in_shardings=(self.state_shardings.params, self.batch_sharding),
+            out_shardings=self.state_shardings.opt_state,
+        )(state.params, batch)
+        self.progress.message(f"{self.config.optim.name}: optimizer state initialised from one gradient")
+        return state._replace(opt_state=opt_state)
 
     def seq_len_at(self, step: int) -> int:
         if self.seq_len_warmup is None:

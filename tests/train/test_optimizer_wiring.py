@@ -1,0 +1,99 @@
+"""How the trainer feeds the paper's optimizers: micro-batch statistics under clipping, GI-Adam's
+initial gradient, and the refusal of setups an optimizer cannot work with."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from warmup_jax.config import ConfigError, load_config
+from warmup_jax.data.loader import TrainLoader
+from warmup_jax.model import gpt
+from warmup_jax.model.config import ModelConfig
+from warmup_jax.optim.snr import MicroBatchStats
+from warmup_jax.train.step import init_train_state, make_mean_gradient, make_train_step
+from warmup_jax.train.trainer import Trainer
+
+
+def _recorder() -> optax.GradientTransformationExtraArgs:
+    """Keeps, in its state, the squared norm of the mean gradient and the summed squared norms of the
+    micro-batch gradients it was given (the two inputs of the SNR estimator)."""
+
+    def init(params):
+        del params
+        return (jnp.zeros([]), jnp.zeros([]))
+
+    def update(updates, state, params=None, *, micro_batch_stats: MicroBatchStats, **extra):
+        del state, params, extra
+        mean_sq = optax.tree.norm(updates, squared=True)
+        return optax.tree.zeros_like(updates), (mean_sq, sum(jax.tree.leaves(micro_batch_stats.sum_sq_norms)))
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def test_clipping_scales_the_micro_batch_statistics_like_the_mean_gradient():
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=32)
+    model_def, params = gpt.init_params(cfg, 0)
+    tokens = jax.random.randint(jax.random.key(1), (4, 2, 9), 0, 32)  # K = 4 micro-batches of 2
+
+    def recorded(clip):
+        tx = optax.chain(optax.clip_by_global_norm(clip), _recorder()) if clip else _recorder()
+        step = jax.jit(make_train_step(model_def, tx, grad_clip=clip))
+        new_state, metrics = step(init_train_state(params, tx, 0), tokens)
+        mean_sq, sum_sq = new_state.opt_state[-1] if clip else new_state.opt_state
+        return float(mean_sq), float(sum_sq), float(metrics["grad_norm"])
+
+    mean_sq, sum_sq, grad_norm = recorded(0.0)
+    clip = grad_norm / 10  # clips by a factor of 10
+    clipped_mean_sq, clipped_sum_sq, _ = recorded(clip)
+    np.testing.assert_allclose(clipped_mean_sq, mean_sq / 100, rtol=1e-4)
+    np.testing.assert_allclose(clipped_sum_sq, sum_sq / 100, rtol=1e-4)
+    # A clip above the gradient norm changes nothing.
+    np.testing.assert_allclose(recorded(2 * grad_norm)[1], sum_sq, rtol=1e-6)
+
+
+def _config(overrides, *extra):
+    return load_config("tiny", [*overrides, "train.steps=2", "train.eval_interval=0", "train.checkpoint_interval=0",
+                                "metrics.interval=0", *extra])
+
+
+def test_gi_adam_starts_from_one_gradient_on_a_separate_batch(tiny_overrides):
+    trainer = Trainer(_config(tiny_overrides, "optim.name=gi_adam", "optim.grad_clip=0"), quiet=True)
+    tc = trainer.config.train
+    loader = TrainLoader(trainer.data.train_tokens, seq_len=tc.seq_len, global_batch_size=tc.batch_size,
+                         seed=tc.seed + 1)
+    rows = next(loader)
+    g0 = jax.jit(make_mean_gradient(trainer.model_def))(
+        trainer.state.params, rows.reshape(tc.grad_accum_steps, -1, rows.shape[-1]))
+    adam_states = [s for s in jax.tree.leaves(trainer.state.opt_state,
+                                              is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+                   if isinstance(s, optax.ScaleByAdamState)]
+    assert len(adam_states) == 1
+    nu = adam_states[0].nu
+    jax.tree.map(lambda v, g: np.testing.assert_allclose(np.asarray(v), np.square(np.asarray(g)), rtol=1e-4,
+                                                         atol=1e-12), nu, g0)
+    assert float(optax.tree.norm(nu)) > 0
+    # The batch is not the first training batch.
+    assert not np.array_equal(rows, next(trainer.loader))
+    trainer.close()
+
+
+def test_gi_adam_trains_and_differs_from_adamw(tiny_overrides, tmp_path):
+    gi = Trainer(_config(tiny_overrides, "optim.name=gi_adam", f"train.out_dir={tmp_path / 'gi'}"), quiet=True).run()
+    adamw = Trainer(_config(tiny_overrides, "optim.name=adamw", f"train.out_dir={tmp_path / 'adamw'}"),
+                    quiet=True).run()
+    assert all(np.isfinite(v) for v in gi.train_losses.values())
+    assert gi.train_losses[1] == adamw.train_losses[1]  # same initial parameters and first batch
+    assert gi.train_losses[2] != adamw.train_losses[2]  # a different first update
+
+
+def test_lion_ar_rrc_needs_gradient_accumulation(tiny_overrides):
+    with pytest.raises(ConfigError, match=r"train.grad_accum_steps=1.*lion_ar_rrc.*>= 2"):
+        Trainer(_config(tiny_overrides, "optim.name=lion_ar_rrc", "train.grad_accum_steps=1"), quiet=True)
+
+
+def test_lion_ar_rrc_trains_with_gradient_accumulation(tiny_overrides):
+    result = Trainer(_config(tiny_overrides, "optim.name=lion_ar_rrc", "train.grad_accum_steps=2",
+                             "train.batch_size=16"), quiet=True).run()
+    assert all(np.isfinite(v) for v in result.train_losses.values())
