@@ -219,3 +219,53 @@ def test_captured_dense_inputs_are_the_layer_inputs():
     layer = params["blocks"]["0"]["attn"]["qkv"]
     np.testing.assert_allclose(y, x @ layer["kernel"] + layer["bias"], rtol=1e-5, atol=1e-5)
     assert model.blocks[0].attn.qkv.capture_tokens == 0  # capturing is switched off again
+
+
+def _per_layer_and_stacked(rng, num_layers=3):
+    """A tree with per-layer blocks and the same values stored stacked (leading layer axis)."""
+    def layer():
+        return {"attn": {"qkv": {"kernel": rng.standard_normal((6, 9)), "bias": rng.standard_normal(9)}},
+                "ln1": {"scale": rng.standard_normal(6)}}
+
+    layers = [layer() for _ in range(num_layers)]
+    per_layer = {"blocks": {str(i): t for i, t in enumerate(layers)}, "wte": {"embedding": rng.standard_normal((11, 6))}}
+    stacked = {"blocks": jax.tree.map(lambda *xs: np.stack(xs), *layers), "wte": per_layer["wte"]}
+    return jax.tree.map(jnp.float32, per_layer), jax.tree.map(jnp.float32, stacked)
+
+
+def test_stacked_layers_are_split_back_into_per_layer_names():
+    rng = np.random.default_rng(9)
+    old, old_stacked = _per_layer_and_stacked(rng)
+    new, new_stacked = _per_layer_and_stacked(rng)
+    grads, grads_stacked = _per_layer_and_stacked(rng)
+    moment, moment_stacked = _per_layer_and_stacked(rng)
+    x = [jnp.asarray(rng.standard_normal((20, 6)), jnp.float32) for _ in range(3)]
+    y = [x[i] @ old["blocks"][str(i)]["attn"]["qkv"]["kernel"] for i in range(3)]
+    k, b = 4, 2
+    # Micro-batch sums: per tensor for the per-layer tree, per layer (shape (L,)) for stacked tensors.
+    sums = jax.tree.map(lambda g: 1.5 * k * jnp.sum(jnp.square(g)), grads)
+    sums_stacked = {"blocks": jax.tree.map(lambda *xs: jnp.stack(xs), *sums["blocks"].values()), "wte": sums["wte"]}
+    np.testing.assert_allclose(um.sq_norms(grads_stacked, ("blocks",))["blocks/attn/qkv/kernel"],
+                               [jnp.sum(jnp.square(grads["blocks"][str(i)]["attn"]["qkv"]["kernel"])) for i in range(3)],
+                               rtol=1e-6)
+
+    def flat_moment(tree):
+        return dict(um._flatten(tree))
+
+    expected = um.update_metrics(
+        old, new, grads=grads, micro_batch_stats=MicroBatchStats(sums, k, b), first_moment=flat_moment(moment),
+        captured={f"blocks/{i}/attn/qkv": (x[i], y[i]) for i in range(3)})
+    got = um.update_metrics(
+        old_stacked, new_stacked, grads=grads_stacked, micro_batch_stats=MicroBatchStats(sums_stacked, k, b),
+        first_moment=flat_moment(moment_stacked), captured={"blocks/attn/qkv": (jnp.stack(x), jnp.stack(y))},
+        stacked=("blocks",))
+    assert sorted(got) == sorted(expected)
+    for name in ("update_l2/blocks.2.attn.qkv.kernel", "angle/blocks.1", "rrc/blocks.0.attn.qkv", "snr/blocks.2",
+                 "grad_momentum_cos/blocks.1.ln1.scale", "angle_neuron_rms/global"):
+        assert name in got
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, err_msg=name)
+    # Whole-stack sums cannot give per-layer SNR: refused with the reason.
+    with pytest.raises(ValueError, match=r"blocks/attn/qkv/.*one sum per layer"):
+        um.update_metrics(old_stacked, new_stacked, grads=grads_stacked, stacked=("blocks",),
+                          micro_batch_stats=MicroBatchStats(jax.tree.map(jnp.sum, sums_stacked), k, b))

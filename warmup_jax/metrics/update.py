@@ -30,11 +30,14 @@ Names are ``<metric>/<tensor>`` with dotted paths (``update_l2/blocks.0.attn.qkv
 ``rrc/blocks.0.attn.qkv`` for a layer), ``<metric>/blocks.<i>`` for each layer (all tensors under
 ``blocks/<i>``) and ``<metric>/global``. Group angles are the angle of the concatenation of the
 group's matrices; group RRC is the mean over the group's Dense layers; group SNR sums signal and
-noise over the group's tensors (the estimator is linear in them).
+noise over the group's tensors (the estimator is linear in them). Layers stored stacked (a leading
+layer axis, as ``nnx.scan`` over blocks makes them) are split back into these per-layer names first
+(``stacked=`` of :func:`update_metrics`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -124,6 +127,7 @@ def update_metrics(
     momentum_beta: float = 0.9,
     grad_clip: float = 0.0,
     captured: dict[str, tuple[jax.Array, jax.Array]] | None = None,
+    stacked: Sequence[str] = (),
 ) -> dict[str, jax.Array]:
     """All update metrics of one step as a flat ``{name: float32 scalar}`` dict.
 
@@ -138,12 +142,33 @@ def update_metrics(
         grad_clip: the global-norm clip applied before the optimizer (0: none), so the
             cancellation ratio uses the gradient the momentum actually received.
         captured: ``{layer path: (x_NxC, y_NxO)}`` from :func:`warmup_jax.model.gpt.forward_capturing_dense`.
+        stacked: path prefixes under which tensors are stored stacked, with a leading layer axis
+            (layers made with ``nnx.vmap``/``nnx.scan``), e.g. ``("blocks",)``. Every input is split
+            back into per-layer entries first (:func:`split_stacked`), so ``blocks/attn/qkv/kernel``
+            of shape ``(L, in, out)`` is reported as ``blocks.0.attn.qkv.kernel`` ... and grouped into
+            ``blocks.<i>``. Captured inputs and outputs of stacked layers carry the layer axis first
+            (``(L, N, C)``); their per-tensor ``micro_batch_stats`` sums must be per layer (shape
+            ``(L,)``, see :func:`sq_norms`).
 
     Returns:
         The metrics, named as described in the module docstring.
     """
-    old = dict(_flatten(params_old))
-    new = dict(_flatten(params_new))
+    old = split_stacked(dict(_flatten(params_old)), stacked)
+    new = split_stacked(dict(_flatten(params_new)), stacked)
+    if grads is not None:
+        grads = split_stacked(dict(_flatten(grads)), stacked)
+    if micro_batch_stats is not None:
+        sum_sq = dict(_flatten(micro_batch_stats.sum_sq_norms))
+        for path, value in sum_sq.items():
+            if _stack_prefix(path, stacked) is not None and jnp.ndim(value) != 1:
+                raise ValueError(
+                    f"micro_batch_stats.sum_sq_norms[{path!r}] has shape {jnp.shape(value)}; a stacked tensor "
+                    "needs one sum per layer, shape (num_layers,) (see warmup_jax.metrics.update.sq_norms)")
+        micro_batch_stats = micro_batch_stats._replace(sum_sq_norms=split_stacked(sum_sq, stacked))
+    if first_moment:
+        first_moment = split_stacked(first_moment, stacked)
+    if captured:
+        captured = split_stacked(captured, stacked)
     out: dict[str, jax.Array] = {}
     sums: dict[str, dict[str, jax.Array]] = {}  # group -> additive per-tensor statistics
 
@@ -233,7 +258,7 @@ def update_metrics(
             jnp.maximum(group_noise[GLOBAL], 0.0), jnp.maximum(group_signal[GLOBAL], 0.0), nan_if_zero=False)
 
     if grads is not None and first_moment:
-        g_all = dict(_flatten(grads))
+        g_all = grads
         clip = 1.0
         if grad_clip > 0:
             clip = snr_lib.global_norm_clip_factor(grads, grad_clip)
@@ -251,6 +276,53 @@ def update_metrics(
             out[f"grad_momentum_cos/{grp}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
             out[f"momentum_cancellation/{grp}"] = scale * _ratio(gm, gg, nan_if_zero=True)
     return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
+
+
+def _stack_prefix(path: str, stacked: Sequence[str]) -> str | None:
+    """The prefix of ``stacked`` that holds ``path`` as a stacked (not yet split) tensor, or None."""
+    for prefix in stacked:
+        if path.startswith(prefix + "/") and not path[len(prefix) + 1:].split("/", 1)[0].isdigit():
+            return prefix
+    return None
+
+
+def split_stacked(flat: dict[str, Any], stacked: Sequence[str]) -> dict[str, Any]:
+    """Splits tensors stored with a leading layer axis into per-layer entries.
+
+    ``{"blocks/attn/qkv/kernel": w_LxIxO}`` with ``stacked=("blocks",)`` becomes
+    ``{"blocks/0/attn/qkv/kernel": w_LxIxO[0], ..., "blocks/<L-1>/attn/qkv/kernel": ...}``; a leaf may
+    also be a tuple of arrays with the same leading axis (captured inputs and outputs). Paths not
+    under a prefix, or already indexed (``blocks/0/...``), are kept as they are.
+    """
+    if not stacked:
+        return flat
+    out: dict[str, Any] = {}
+    for path, leaf in flat.items():
+        prefix = _stack_prefix(path, stacked)
+        if prefix is None:
+            out[path] = leaf
+            continue
+        arrays = leaf if isinstance(leaf, tuple) else (leaf,)
+        rest = path[len(prefix) + 1:]
+        for i in range(arrays[0].shape[0]):
+            layer = tuple(a[i] for a in arrays)
+            out[f"{prefix}/{i}/{rest}"] = layer if isinstance(leaf, tuple) else layer[0]
+    return out
+
+
+def sq_norms(tree: Any, stacked: Sequence[str] = ()) -> dict[str, jax.Array]:
+    """Squared norm of every tensor, by path; per layer (shape ``(L,)``) for stacked tensors.
+
+    The per-micro-batch statistics :func:`update_metrics` needs, in its ``stacked`` convention.
+    """
+    out = {}
+    for path, leaf in _flatten(tree):
+        sq = jnp.square(_f32(leaf))
+        if _stack_prefix(path, stacked) is not None:
+            out[path] = jnp.sum(sq, axis=tuple(range(1, leaf.ndim)))
+        else:
+            out[path] = jnp.sum(sq)
+    return out
 
 
 def _combined_angle(members: list[tuple[jax.Array, jax.Array, jax.Array]], sq_old: jax.Array,
@@ -330,6 +402,8 @@ __all__ = [
     "metric_kind",
     "metrics_due",
     "relative_representation_change",
+    "split_stacked",
+    "sq_norms",
     "stable_angle",
     "update_metrics",
 ]
