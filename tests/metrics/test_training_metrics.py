@@ -17,8 +17,8 @@ GATED_DUE = [1, 2, 3, 6]
 
 @pytest.fixture(scope="module")
 def runs(text_corpus, data_cache, tmp_path_factory):
-    """Three 6-step tiny runs (2 micro-batches per step, parameters sharded over 2 of the 8 fake
-    devices): metrics off, gated, and every step with warmup."""
+    """Four 6-step tiny runs (2 micro-batches per step, parameters sharded over 2 of the 8 fake
+    devices): metrics off, gated, every step with warmup, and gated with scanned (stacked) blocks."""
     root = tmp_path_factory.mktemp("metric_runs")
     base = ["data.source=text_dir", f"data.path={text_corpus}", f"data.cache_dir={data_cache}",
             "data.bpe_vocab_size=300", "train.progress=false", "train.steps=6", "train.eval_interval=0",
@@ -26,7 +26,8 @@ def runs(text_corpus, data_cache, tmp_path_factory):
             "train.grad_accum_steps=2", "train.mesh_fsdp=2"]
     out = {}
     variants = (("off", ["metrics.interval=0"]), ("gated", GATED),
-                ("warmup", ["metrics.interval=1", "optim.warmup_steps=2"]))
+                ("warmup", ["metrics.interval=1", "optim.warmup_steps=2"]),
+                ("scanned", [*GATED, "model.scan_layers=true"]))
     for name, extra in variants:
         trainer = Trainer(load_config("tiny", [*base, f"train.out_dir={root / name}", *extra]))
         result = trainer.run()
@@ -67,6 +68,19 @@ def test_logged_metric_names_and_values(runs):
     assert math.isfinite(lines[1]["grad_momentum_cos/global"])
     # No update metrics on the other steps.
     assert not any(k.startswith("update_l2/") for k in lines[3])
+
+
+def test_scanned_layers_log_the_same_per_layer_metrics(runs):
+    looped = [x for x in runs["gated"]["lines"] if "loss" in x]
+    scanned = [x for x in runs["scanned"]["lines"] if "loss" in x]
+    assert [sorted(x) for x in scanned] == [sorted(x) for x in looped]  # stacked tensors split per layer
+    for a, b in zip(scanned, looped):
+        assert math.isclose(a["loss"], b["loss"], rel_tol=1e-4)
+    first_scanned, first_looped = scanned[0], looped[0]
+    bad = [(name, value, first_scanned[name]) for name, value in first_looped.items()
+           if "/" in name and math.isfinite(value)
+           and not math.isclose(first_scanned[name], value, rel_tol=2e-3, abs_tol=1e-6)]
+    assert not bad, bad
 
 
 def test_plot_runs_writes_the_figures_for_two_runs(runs, tmp_path):

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from warmup_jax.model import gpt, hf
 from warmup_jax.model.config import ModelConfig
@@ -122,3 +123,45 @@ def test_safetensors_round_trip(tmp_path):
 def test_missing_hf_folder_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="config.json"):
         hf.load_hf_checkpoint(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("norm_position", ["pre", "post"])
+def test_scanned_layers_hold_the_same_parameters_and_compute_the_same_logits(norm_position):
+    cfg = dataclasses.replace(TINY, n_layer=3, use_bias=True, norm_position=norm_position)
+    looped_def, looped = gpt.init_params(cfg, 0)
+    scanned_def, scanned = gpt.init_params(dataclasses.replace(cfg, scan_layers=True), 0)
+    assert scanned["blocks"]["mlp"]["fc"]["kernel"].shape == (3, 32, 128)
+    assert scanned_def.stacked == ("blocks",) and looped_def.stacked == ()
+    jax.tree_util.tree_map(np.testing.assert_array_equal, gpt.stack_blocks(looped), scanned)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, gpt.unstack_blocks(scanned), looped)
+    tokens = jax.random.randint(jax.random.key(1), (2, 16), 0, 100)
+    np.testing.assert_allclose(scanned_def.merge(scanned)(tokens), looped_def.merge(looped)(tokens), atol=1e-5)
+    # Captured Dense inputs/outputs: the same rows, with a leading layer axis instead of a layer index.
+    _, looped_cap = gpt.forward_capturing_dense(looped_def.merge(looped), tokens, num_tokens=8)
+    _, scanned_cap = gpt.forward_capturing_dense(scanned_def.merge(scanned), tokens, num_tokens=8)
+    assert sorted(scanned_cap) == ["blocks/attn/proj", "blocks/attn/qkv", "blocks/mlp/fc", "blocks/mlp/proj"]
+    for i in range(3):
+        for a, b in zip(scanned_cap["blocks/mlp/proj"], looped_cap[f"blocks/{i}/mlp/proj"]):
+            np.testing.assert_allclose(a[i], b, atol=1e-5)
+
+
+def test_scanned_layers_apply_dropout_per_layer():
+    cfg = dataclasses.replace(TINY, scan_layers=True, dropout=0.5)
+    model_def, params = gpt.init_params(cfg, 0)
+    tokens = jax.random.randint(jax.random.key(1), (2, 16), 0, 100)
+    model = model_def.merge(params)
+    a = model(tokens, deterministic=False, rngs=nnx.Rngs(dropout=0))
+    b = model(tokens, deterministic=False, rngs=nnx.Rngs(dropout=0))
+    c = model(tokens, deterministic=False, rngs=nnx.Rngs(dropout=1))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c) and not np.allclose(a, model(tokens))
+
+
+def test_hf_conversion_of_scanned_layers_round_trips():
+    cfg = ModelConfig(use_bias=True, gelu_approximate=True, scan_layers=True, **HF_CONFIGS[0])
+    _, params = gpt.init_params(cfg, 3)
+    state = hf.to_hf_state_dict(params, cfg)
+    assert "transformer.h.1.mlp.c_fc.weight" in state
+    back = hf.from_hf_state_dict(state, cfg)
+    params["wte"]["embedding"] = params["wte"]["embedding"].at[cfg.vocab_size:].set(0.0)  # padding rows
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), params, back)

@@ -97,3 +97,25 @@ def test_lion_ar_rrc_trains_with_gradient_accumulation(tiny_overrides):
     result = Trainer(_config(tiny_overrides, "optim.name=lion_ar_rrc", "train.grad_accum_steps=2",
                              "train.batch_size=16"), quiet=True).run()
     assert all(np.isfinite(v) for v in result.train_losses.values())
+
+
+@pytest.mark.parametrize("name", ["lion_ar", "adamw"])
+def test_scanned_layers_train_like_looped_layers(tiny_overrides, tmp_path, name):
+    """Stacked blocks must not change the optimizer's parameter groups or neurons: a LayerNorm gain of
+    shape (L, d) stays a no-decay vector and a kernel (L, in, out) rotates per layer and column."""
+    moves, losses = {}, {}
+    for scan in (False, True):
+        cfg = _config(tiny_overrides, f"optim.name={name}", "train.steps=3", f"model.scan_layers={str(scan).lower()}",
+                      f"train.out_dir={tmp_path / str(scan)}")
+        trainer = Trainer(cfg, quiet=True)
+        start = jax.device_get(trainer.state.params)
+        losses[scan] = trainer.run().train_losses
+        end = jax.device_get(trainer.state.params)
+        if not scan:
+            start, end = gpt.stack_blocks(start), gpt.stack_blocks(end)
+        # How far every tensor moved, per layer for the blocks.
+        moves[scan] = jax.tree.map(lambda a, b: np.sqrt(np.sum(np.square(b - a), axis=tuple(range(1, a.ndim)))
+                                                        if a.ndim > 1 else np.linalg.norm(b - a)), start, end)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3), moves[True], moves[False])
+    for step in (1, 2, 3):
+        np.testing.assert_allclose(losses[True][step], losses[False][step], rtol=1e-4)

@@ -32,6 +32,9 @@ class ModelConfig:
     compute_dtype: str = "float32"  # activations and matmuls; "bfloat16" on TPU/GPU
     param_dtype: str = "float32"
     attention_implementation: str = "auto"  # "auto" | "xla" | "cudnn" (jax.nn.dot_product_attention)
+    # Store the blocks stacked (leading layer axis, params["blocks"]["attn"]["qkv"]["kernel"] of shape
+    # (n_layer, in, out)) and run them with lax.scan: compile time independent of depth.
+    scan_layers: bool = False
 
     def padded_vocab_size(self, vocab_size: int | None = None) -> int:
         vocab = vocab_size if vocab_size is not None else self.vocab_size

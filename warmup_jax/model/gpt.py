@@ -15,6 +15,12 @@ scale 1. Dense kernels are ``(in, out)`` (a neuron is a column), embeddings ``(v
 
 Parameters live in float32 (``param_dtype``); activations and matmuls run in ``compute_dtype``;
 LayerNorm statistics and the logits are computed in float32.
+
+With ``scan_layers=True`` the blocks are one module whose parameters carry a leading layer axis
+(``params["blocks"]["mlp"]["fc"]["kernel"]`` is ``(n_layer, in, out)``), run with ``lax.scan``, so
+compile time does not grow with depth. The blocks are built one by one from the same random stream
+and then stacked, so a scanned model holds exactly the parameters of the looped model with the same
+seed (:func:`stack_blocks` / :func:`unstack_blocks` convert between the two layouts).
 """
 
 from __future__ import annotations
@@ -163,7 +169,8 @@ class GPT(nnx.Module):
         self.wpe = nnx.Embed(cfg.block_size, cfg.n_embd, dtype=compute_dtype, param_dtype=param_dtype,
                              embedding_init=embed_init, rngs=rngs)
         self.dropout = nnx.Dropout(cfg.dropout)
-        self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layer)])
+        blocks = [Block(cfg, rngs=rngs) for _ in range(cfg.n_layer)]
+        self.blocks = _stack_modules(blocks) if cfg.scan_layers else nnx.List(blocks)
         self.ln_f = _layer_norm(cfg, rngs) if cfg.norm_position == "pre" else None
 
     def __call__(
@@ -173,6 +180,17 @@ class GPT(nnx.Module):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
+        return self.forward(tokens_BxT, deterministic=deterministic, rngs=rngs)[0]
+
+    def forward(
+        self,
+        tokens_BxT: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> tuple[jax.Array, dict[str, Any]]:
+        """``(logits, stacked_intermediates)``: the second item holds what the stacked blocks sowed
+        (``nnx.Intermediate``, with a leading layer axis) when ``scan_layers``; else it is empty."""
         chex.assert_rank(tokens_BxT, 2)
         chex.assert_type(tokens_BxT, int)
         b, t = tokens_BxT.shape
@@ -180,8 +198,12 @@ class GPT(nnx.Module):
             raise ValueError(f"sequence length {t} exceeds model.block_size={self.cfg.block_size}")
         x_BxTxD = self.wte(tokens_BxT) + self.wpe(jnp.arange(t))[None]
         x_BxTxD = self.dropout(x_BxTxD, deterministic=deterministic, rngs=rngs)
-        for block in self.blocks:
-            x_BxTxD = block(x_BxTxD, deterministic=deterministic, rngs=rngs)
+        intermediates: dict[str, Any] = {}
+        if self.cfg.scan_layers:
+            x_BxTxD, intermediates = self._scan_blocks(x_BxTxD, deterministic=deterministic, rngs=rngs)
+        else:
+            for block in self.blocks:
+                x_BxTxD = block(x_BxTxD, deterministic=deterministic, rngs=rngs)
         if self.ln_f is not None:
             x_BxTxD = self.ln_f(x_BxTxD)
         # Tied output head; logits in float32 for a stable softmax cross-entropy.
@@ -190,7 +212,50 @@ class GPT(nnx.Module):
             preferred_element_type=jnp.float32,
         )
         chex.assert_shape(logits_BxTxV, (b, t, self.cfg.padded_vocab_size()))
-        return logits_BxTxV
+        return logits_BxTxV, intermediates
+
+    def _scan_blocks(self, x_BxTxD: jax.Array, *, deterministic: bool,
+                     rngs: nnx.Rngs | None) -> tuple[jax.Array, dict[str, Any]]:
+        """The stacked blocks applied in order with ``lax.scan`` (one dropout key per layer)."""
+        graphdef, stacked_state = nnx.split(self.blocks)
+        capturing = any(isinstance(m, Dense) and m.capture_tokens for _, m in nnx.iter_modules(self.blocks))
+        keys = None
+        if rngs is not None and not deterministic:
+            keys = jax.random.split(rngs.dropout(), self.cfg.n_layer)
+
+        def layer(x, inputs):
+            layer_state, key = inputs
+            block = nnx.merge(graphdef, layer_state)
+            kwargs = dict(deterministic=deterministic, rngs=None if key is None else nnx.Rngs(dropout=key))
+            if not capturing:
+                return block(x, **kwargs), {}
+            y, sown = nnx.capture(block, nnx.Intermediate)(x, **kwargs)
+            return y, _stringify_keys(nnx.to_pure_dict(sown))
+
+        return jax.lax.scan(layer, x_BxTxD, (stacked_state, keys))
+
+
+def _stack_modules(modules: list[nnx.Module]) -> nnx.Module:
+    """One module of the same type whose state leaves are the modules' leaves stacked on axis 0."""
+    states = [nnx.state(m) for m in modules]
+    return nnx.merge(nnx.graphdef(modules[0]), jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states))
+
+
+def stack_blocks(params: Params) -> Params:
+    """Looped layout (``params["blocks"]["<i>"]``) -> scanned layout (leading layer axis)."""
+    blocks = params["blocks"]
+    layers = [blocks[str(i)] for i in range(len(blocks))]
+    return {**params, "blocks": jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *layers)}
+
+
+def unstack_blocks(params: Params) -> Params:
+    """Scanned layout -> looped layout; a looped tree is returned unchanged."""
+    blocks = params["blocks"]
+    if "0" in blocks:
+        return params
+    num_layers = jax.tree_util.tree_leaves(blocks)[0].shape[0]
+    layers = {str(i): jax.tree_util.tree_map(lambda x, i=i: x[i], blocks) for i in range(num_layers)}
+    return {**params, "blocks": layers}
 
 
 class ModelDef:
@@ -201,10 +266,12 @@ class ModelDef:
     optax parameter groups, orbax and the metrics see.
     """
 
-    def __init__(self, graphdef: nnx.GraphDef, param_template: nnx.State, rest: nnx.State):
+    def __init__(self, graphdef: nnx.GraphDef, param_template: nnx.State, rest: nnx.State,
+                 stacked: tuple[str, ...] = ()):
         self.graphdef = graphdef
         self.param_template = param_template  # abstract (shape/dtype) nnx.State of the Params
         self.rest = rest  # non-Param state (e.g. RNG counters); empty for GPT
+        self.stacked = stacked  # parameter path prefixes stored with a leading layer axis
 
     def merge(self, params: Params) -> GPT:
         param_state = jax.tree_util.tree_map(lambda leaf: leaf, self.param_template)
@@ -215,7 +282,8 @@ class ModelDef:
 def split(model: GPT) -> tuple[ModelDef, Params]:
     graphdef, param_state, rest = nnx.split(model, nnx.Param, ...)
     template = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), param_state)
-    return ModelDef(graphdef, template, rest), _stringify_keys(nnx.to_pure_dict(param_state))
+    stacked = ("blocks",) if model.cfg.scan_layers else ()
+    return ModelDef(graphdef, template, rest, stacked), _stringify_keys(nnx.to_pure_dict(param_state))
 
 
 def init_params(cfg: ModelConfig, seed: int | jax.Array) -> tuple[ModelDef, Params]:
@@ -237,14 +305,20 @@ def forward_capturing_dense(
 
     Returns ``(logits, captured)`` with ``captured["blocks/0/attn/qkv"] = (x_NxC, y_NxO)``: the
     layer's inputs and outputs (bias included) at the same ``N = min(num_tokens, B*T)`` token
-    positions (a fixed strided subset, see :func:`token_subsample`). Uses ``nnx.capture``; the
-    logits are those of the plain forward pass.
+    positions (a fixed strided subset, see :func:`token_subsample`). With ``scan_layers`` the keys
+    have no layer index (``"blocks/attn/qkv"``) and the arrays a leading layer axis,
+    ``(x_LxNxC, y_LxNxO)``. Uses ``nnx.capture``; the logits are those of the plain forward pass.
     """
     dense = [m for _, m in nnx.iter_modules(model) if isinstance(m, Dense)]
     for m in dense:
         m.capture_tokens = num_tokens
     try:
-        logits, state = nnx.capture(model, nnx.Intermediate)(tokens_BxT, **kwargs)
+        if model.cfg.scan_layers:
+            logits, stacked = model.forward(tokens_BxT, **kwargs)
+            sown = {"blocks": stacked}
+        else:
+            logits, state = nnx.capture(model, nnx.Intermediate)(tokens_BxT, **kwargs)
+            sown = nnx.to_pure_dict(state)
     finally:
         for m in dense:
             del m.capture_tokens
@@ -257,7 +331,7 @@ def forward_capturing_dense(
             for key, value in tree.items():
                 collect(value, (*prefix, str(key)))
 
-    collect(nnx.to_pure_dict(state), ())
+    collect(sown, ())
     return logits, captured
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from warmup_jax.errors import CheckpointError
 from warmup_jax.model.config import ModelConfig
+from warmup_jax.model.gpt import stack_blocks, unstack_blocks
 
 Params = dict[str, Any]
 
@@ -72,6 +73,7 @@ def to_hf_state_dict(params: Params, cfg: ModelConfig) -> dict[str, np.ndarray]:
     """
     if cfg.norm_position != "pre":
         raise ValueError("Hugging Face GPT-2 is Pre-LN; a Post-LN model has no HF equivalent")
+    params = unstack_blocks(params)
     out = {f"transformer.{theirs}": np.asarray(_get(params, ours), np.float32) for ours, theirs in _name_pairs(cfg)}
     wte = np.asarray(params["wte"]["embedding"], np.float32)[: cfg.vocab_size]
     out["transformer.wte.weight"] = wte
@@ -95,7 +97,7 @@ def from_hf_state_dict(state_dict: Mapping[str, Any], cfg: ModelConfig) -> Param
     padded = np.zeros((cfg.padded_vocab_size(), cfg.n_embd), np.float32)
     padded[: cfg.vocab_size] = wte
     params["wte"] = {"embedding": padded}
-    return params
+    return stack_blocks(params) if cfg.scan_layers else params
 
 
 def model_config_from_hf(hf_config: Mapping[str, Any], **overrides: Any) -> ModelConfig:

@@ -12,7 +12,10 @@ Rules are ``(regex, label)`` pairs tried in order with ``re.search`` on paths su
 ``"blocks/0/attn/qkv/kernel"``; the first match wins. A parameter that no rule matches is an error
 (as in big_vision), so a renamed layer cannot silently drop out of weight decay. Without rules the
 label follows the tensor rank: ``ndim >= 2`` is rotational, everything else ``no_decay`` (nanoGPT's
-weight-decay groups and REQ's default choice of rotational tensors).
+weight-decay groups and REQ's default choice of rotational tensors), except that tensors named
+``scale`` or ``bias`` (the last path component) are always ``no_decay``: stacked (scanned) layers
+store LayerNorm gains and biases with a leading layer axis, ``(L, d)``, which must not turn them
+into rotational matrices.
 
 Paths are built the same way for nested dicts and Flax NNX ``nnx.State`` trees (the ``.value`` of an
 ``nnx.Variable`` is not part of the path), so one rule set serves both.
@@ -64,7 +67,7 @@ def param_labels(params: Any, rules: Sequence[Rule] | None = None) -> Any:
         params: nested dict, ``nnx.State`` or any pytree of arrays (``optax.MaskedNode`` leaves are
             kept as they are).
         rules: ``(regex, label)`` pairs, first match wins; ``None`` labels by rank (``ndim >= 2``
-            rotational, else ``no_decay``).
+            rotational, else ``no_decay``; ``scale``/``bias`` tensors always ``no_decay``).
 
     Returns:
         The label tree (same structure as ``params``).
@@ -74,7 +77,7 @@ def param_labels(params: Any, rules: Sequence[Rule] | None = None) -> Any:
     """
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     if rules is None:
-        labels = [ROTATIONAL if getattr(leaf, "ndim", 0) >= 2 else NO_DECAY for _, leaf in flat]
+        labels = [_label_by_rank(_tree.path_to_str(path), leaf) for path, leaf in flat]
         return treedef.unflatten(labels)
     compiled = _check_rules(rules)
     labels, uncovered = [], []
@@ -89,6 +92,12 @@ def param_labels(params: Any, rules: Sequence[Rule] | None = None) -> Any:
                 f"no parameter-group rule covers {uncovered}; rules: {list(rules)}. Add a rule "
                 f"(regex, label) with label in {LABELS}.")
     return treedef.unflatten(labels)
+
+
+def _label_by_rank(path: str, leaf: Any) -> str:
+    if getattr(leaf, "ndim", 0) < 2 or path.rsplit("/", 1)[-1] in ("scale", "bias"):
+        return NO_DECAY
+    return ROTATIONAL
 
 
 def label_fn(rules: Sequence[Rule] | None = None) -> Callable[[Any], Any]:

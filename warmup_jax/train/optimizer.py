@@ -35,8 +35,14 @@ def register_optimizer(name: str) -> Callable[[OptimizerFactory], OptimizerFacto
 
 
 def decay_mask(params):
-    """True for tensors that get weight decay: matrices and embeddings (ndim >= 2), as in nanoGPT."""
-    return jax.tree_util.tree_map(lambda p: np.ndim(p) >= 2, params)
+    """True for tensors that get weight decay: matrices and embeddings, not LayerNorm gains or biases
+    (nanoGPT's ndim >= 2 rule, by name so that stacked layers' gains of shape (L, d) are exempt too)."""
+
+    def decays(path, p) -> bool:
+        last = getattr(path[-1], "key", getattr(path[-1], "name", None)) if path else None
+        return np.ndim(p) >= 2 and last not in ("scale", "bias")
+
+    return jax.tree_util.tree_map_with_path(decays, params)
 
 
 @register_optimizer("adamw")

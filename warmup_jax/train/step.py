@@ -17,6 +17,7 @@ trajectory is unchanged.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -82,6 +83,9 @@ def make_train_step(
             state.step + 1, interval=metrics.interval, dense_interval=metrics.dense_interval,
             dense_until_step=metrics.dense_until_step)
         scalar_zeros = jax.tree_util.tree_map(lambda _: jnp.zeros((), jnp.float32), state.params)
+        # The metrics' copy of the micro-batch sums: per tensor, and per layer for stacked blocks.
+        metric_sq_norms = functools.partial(update_lib.sq_norms, stacked=model_def.stacked)
+        metric_sq_zeros = jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(metric_sq_norms, state.params))
 
         def accumulate(carry, inputs):
             grad_sum, sq_norm_sum, metric_sq_sum, loss_sum = carry
@@ -90,7 +94,7 @@ def make_train_step(
             loss, captured = value if capture else (value, None)
             sq_norms = _sq_norms(grads)
             if metric_sq_sum is not None:  # the SNR metric's copy, computed on due steps only
-                metric_sq = jax.lax.cond(due, _sq_norms, lambda _: scalar_zeros, grads)
+                metric_sq = jax.lax.cond(due, metric_sq_norms, lambda _: metric_sq_zeros, grads)
                 metric_sq_sum = optax.tree.add(metric_sq_sum, metric_sq)
             new_carry = (optax.tree.add(grad_sum, grads), optax.tree.add(sq_norm_sum, sq_norms), metric_sq_sum,
                          loss_sum + loss)
@@ -99,7 +103,7 @@ def make_train_step(
         zeros = optax.tree.zeros_like(state.params)
         # The optimizer's statistics are unconditional (XLA drops them when tx ignores them); the
         # metrics keep their own, gated, sums so that they cost nothing on other steps.
-        metric_sq_init = scalar_zeros if metrics is not None and num_micro >= 2 else None
+        metric_sq_init = metric_sq_zeros if metrics is not None and num_micro >= 2 else None
         init = (zeros, scalar_zeros, metric_sq_init, 0.0)
         (grad_sum, sq_norm_sum, metric_sq_sum, loss_sum), captured = jax.lax.scan(
             accumulate, init, (tokens_KxbxT1, jnp.arange(num_micro))
@@ -123,9 +127,11 @@ def make_train_step(
         }
         if metrics is not None:
             stats = MicroBatchStats(metric_sq_sum if metric_sq_sum is not None else sq_norm_sum, num_micro, micro_size)
-            captured = jax.tree_util.tree_map(lambda x: x.reshape(-1, x.shape[-1]), captured)
+            captured = {layer: tuple(_merge_micro_batches(x, _is_stacked(layer, model_def.stacked)) for x in xy)
+                        for layer, xy in captured.items()}
             out["update_metrics"] = _gated_update_metrics(
-                metrics, train_step.metric_names, due, state, updates, grads, stats, captured, grad_clip)
+                metrics, train_step.metric_names, due, state, updates, grads, stats, captured, grad_clip,
+                model_def.stacked)
         new_state = TrainState(state.step + 1, params, opt_state, jax.random.key_data(key))
         return new_state, out
 
@@ -133,12 +139,24 @@ def make_train_step(
     return train_step
 
 
+def _is_stacked(path: str, stacked: tuple[str, ...]) -> bool:
+    return any(path.startswith(prefix + "/") for prefix in stacked)
+
+
+def _merge_micro_batches(x: jax.Array, stacked: bool) -> jax.Array:
+    """Captured rows of the K micro-batches, ``(K, N, C)`` -> ``(K*N, C)``; for a stacked layer
+    ``(K, L, N, C)`` -> ``(L, K*N, C)``."""
+    if stacked:
+        return jnp.moveaxis(x, 0, 1).reshape(x.shape[1], -1, x.shape[-1])
+    return x.reshape(-1, x.shape[-1])
+
+
 def _sq_norms(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda g: jnp.sum(jnp.square(g.astype(jnp.float32))), tree)
 
 
 def _gated_update_metrics(cfg, names: list[str], due: jax.Array, state: TrainState, updates, grads,
-                          stats: MicroBatchStats, captured, grad_clip: float) -> jax.Array:
+                          stats: MicroBatchStats, captured, grad_clip: float, stacked: tuple[str, ...]) -> jax.Array:
     """The update metrics packed in a float32 vector, computed only when due (``lax.cond``).
 
     Fills ``names`` (the order of the vector) at trace time. The branch recomputes the new
@@ -152,7 +170,7 @@ def _gated_update_metrics(cfg, names: list[str], due: jax.Array, state: TrainSta
         micro_stats = stats._replace(sum_sq_norms=sum_sq_norms)  # K and b stay static ints
         return update_lib.update_metrics(old, optax.apply_updates(old, upd), grads=g, micro_batch_stats=micro_stats,
                                          first_moment=first_moment, momentum_beta=beta, grad_clip=grad_clip,
-                                         captured=c)
+                                         captured=c, stacked=stacked)
 
     operands = (state.params, updates, grads, stats.sum_sq_norms,
                 update_lib.find_first_moment(state.opt_state, state.params), captured)
