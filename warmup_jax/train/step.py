@@ -82,36 +82,31 @@ def make_train_step(
         due = None if metrics is None else update_lib.metrics_due(
             state.step + 1, interval=metrics.interval, dense_interval=metrics.dense_interval,
             dense_until_step=metrics.dense_until_step)
-        scalar_zeros = jax.tree_util.tree_map(lambda _: jnp.zeros((), jnp.float32), state.params)
-        # The metrics' copy of the micro-batch sums: per tensor, and per layer for stacked blocks.
-        metric_sq_norms = functools.partial(update_lib.sq_norms, stacked=model_def.stacked)
-        metric_sq_zeros = jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(metric_sq_norms, state.params))
+        # Per-micro-batch squared gradient norms, by parameter path: per tensor, and per layer for
+        # stacked blocks (what the metrics report). The optimizer gets per-tensor sums of the same
+        # values. Computed unconditionally: XLA drops them when neither the optimizer nor the
+        # metrics read them, and otherwise they cost one fused reduction over each gradient.
+        sq_norms_of = functools.partial(update_lib.sq_norms, stacked=model_def.stacked)
 
         def accumulate(carry, inputs):
-            grad_sum, sq_norm_sum, metric_sq_sum, loss_sum = carry
+            grad_sum, sq_norm_sum, loss_sum = carry
             tokens, index = inputs
             value, grads = grad_fn(state.params, tokens, jax.random.fold_in(step_key, index))
             loss, captured = value if capture else (value, None)
-            sq_norms = _sq_norms(grads)
-            if metric_sq_sum is not None:  # the SNR metric's copy, computed on due steps only
-                metric_sq = jax.lax.cond(due, metric_sq_norms, lambda _: metric_sq_zeros, grads)
-                metric_sq_sum = optax.tree.add(metric_sq_sum, metric_sq)
-            new_carry = (optax.tree.add(grad_sum, grads), optax.tree.add(sq_norm_sum, sq_norms), metric_sq_sum,
+            new_carry = (optax.tree.add(grad_sum, grads), optax.tree.add(sq_norm_sum, sq_norms_of(grads)),
                          loss_sum + loss)
             return new_carry, captured
 
-        zeros = optax.tree.zeros_like(state.params)
-        # The optimizer's statistics are unconditional (XLA drops them when tx ignores them); the
-        # metrics keep their own, gated, sums so that they cost nothing on other steps.
-        metric_sq_init = metric_sq_zeros if metrics is not None and num_micro >= 2 else None
-        init = (zeros, scalar_zeros, metric_sq_init, 0.0)
-        (grad_sum, sq_norm_sum, metric_sq_sum, loss_sum), captured = jax.lax.scan(
+        init = (optax.tree.zeros_like(state.params),
+                jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(sq_norms_of, state.params)), 0.0)
+        (grad_sum, sq_norm_sum, loss_sum), captured = jax.lax.scan(
             accumulate, init, (tokens_KxbxT1, jnp.arange(num_micro))
         )
         grads = optax.tree.scale(1.0 / num_micro, grad_sum)
         extra = {}
         if passes_stats:
-            optimizer_stats = MicroBatchStats(sq_norm_sum, num_micro, micro_size)
+            per_tensor = {path: jnp.sum(value) for path, value in sq_norm_sum.items()}
+            optimizer_stats = MicroBatchStats(per_tensor, num_micro, micro_size)
             if grad_clip > 0:
                 # The optimizer's chain clips the mean gradient it receives; scale the micro-batch
                 # gradients alike so that both norms of the SNR estimator describe the same gradients.
@@ -126,11 +121,11 @@ def make_train_step(
             "param_norm": optax.tree.norm(params),
         }
         if metrics is not None:
-            stats = MicroBatchStats(metric_sq_sum if metric_sq_sum is not None else sq_norm_sum, num_micro, micro_size)
+            stats = MicroBatchStats(sq_norm_sum, num_micro, micro_size)
             captured = {layer: tuple(_merge_micro_batches(x, _is_stacked(layer, model_def.stacked)) for x in xy)
                         for layer, xy in captured.items()}
             out["update_metrics"] = _gated_update_metrics(
-                metrics, train_step.metric_names, due, state, updates, grads, stats, captured, grad_clip,
+                metrics, train_step.metric_names, due, state, updates, grad_sum, stats, captured, grad_clip,
                 model_def.stacked)
         new_state = TrainState(state.step + 1, params, opt_state, jax.random.key_data(key))
         return new_state, out
@@ -151,28 +146,27 @@ def _merge_micro_batches(x: jax.Array, stacked: bool) -> jax.Array:
     return x.reshape(-1, x.shape[-1])
 
 
-def _sq_norms(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda g: jnp.sum(jnp.square(g.astype(jnp.float32))), tree)
-
-
-def _gated_update_metrics(cfg, names: list[str], due: jax.Array, state: TrainState, updates, grads,
+def _gated_update_metrics(cfg, names: list[str], due: jax.Array, state: TrainState, updates, grad_sum,
                           stats: MicroBatchStats, captured, grad_clip: float, stacked: tuple[str, ...]) -> jax.Array:
     """The update metrics packed in a float32 vector, computed only when due (``lax.cond``).
 
     Fills ``names`` (the order of the vector) at trace time. The branch recomputes the new
     parameters from the old ones and the updates (the same ``apply_updates``, so the same values)
     instead of taking both parameter sets: then it only reads buffers that the donated state is
-    about to overwrite, and XLA can order it first instead of copying them.
+    about to overwrite, and XLA can order it first instead of copying them. It takes the summed
+    gradient (the accumulation's own output buffer) rather than the mean, which the optimizer's
+    fused pass never writes out.
     """
     beta = 0.9 if cfg.momentum_beta is None else cfg.momentum_beta
 
-    def values(old, upd, g, sum_sq_norms, first_moment, c) -> dict[str, jax.Array]:
+    def values(old, upd, g_sum, sum_sq_norms, first_moment, c) -> dict[str, jax.Array]:
         micro_stats = stats._replace(sum_sq_norms=sum_sq_norms)  # K and b stay static ints
-        return update_lib.update_metrics(old, optax.apply_updates(old, upd), grads=g, micro_batch_stats=micro_stats,
-                                         first_moment=first_moment, momentum_beta=beta, grad_clip=grad_clip,
-                                         captured=c, stacked=stacked)
+        grads = optax.tree.scale(1.0 / stats.num_micro_batches, g_sum)
+        return update_lib.update_metrics(old, optax.apply_updates(old, upd), grads=grads,
+                                         micro_batch_stats=micro_stats, first_moment=first_moment,
+                                         momentum_beta=beta, grad_clip=grad_clip, captured=c, stacked=stacked)
 
-    operands = (state.params, updates, grads, stats.sum_sq_norms,
+    operands = (state.params, updates, grad_sum, stats.sum_sq_norms,
                 update_lib.find_first_moment(state.opt_state, state.params), captured)
     names[:] = sorted(jax.eval_shape(values, *operands))
     return jax.lax.cond(
