@@ -207,3 +207,15 @@ def test_lion_ar_matches_numpy_reference(normalization):
         for name in params:
             np.testing.assert_allclose(params[name], reference[step][name], atol=2e-5, rtol=0,
                                        err_msg=f"{name} at step {step + 1}")
+
+
+def test_tensor_chain_token_leaves_values_bit_exact():
+    """``_after`` (the scheduling chain between tensors) returns its input bit for bit.
+
+    (Subnormals are left out: XLA:CPU flushes them in any arithmetic.)
+    """
+    from warmup_jax.optim import rotational as rotational_lib
+    x = jnp.array([0.0, -0.0, 1.5, -2.0, jnp.inf, -jnp.inf, jnp.nan, 3e38], jnp.float32)
+    for t in (0.0, -3.0, 7.0, jnp.inf, -jnp.inf, jnp.nan):
+        y = jax.jit(rotational_lib._after)(x, jnp.float32(t))
+        np.testing.assert_array_equal(np.asarray(y).view(np.uint32), np.asarray(x).view(np.uint32))
