@@ -5,9 +5,8 @@
     python bench/bench_metrics.py --set train.grad_accum_steps=2   # adds the SNR metrics
 
 All variants run in one process on the same model, batch and optimizer, each with its own train
-state. A round runs ``--steps`` steps of every variant, interleaved step by step (off, every,
-every-10, off, ...), so that the load of other processes on a shared machine hits all variants
-alike. Each step is timed synchronously, including the host copy of its logged values (the packed
+state. A round runs ``--steps`` consecutive steps of each variant in turn (as a training run would), so
+that slow changes in the load of other processes on a shared machine hit all variants alike. Each step is timed synchronously, including the host copy of its logged values (the packed
 update-metric vector only on due steps). Reported: the median over rounds of the mean step time
 of a round, and the median over rounds of the paired overhead (variant / off in the same round,
 minus 1); with ``--steps 10`` the every-10 variant computes metrics on exactly one step per
@@ -38,8 +37,10 @@ from warmup_jax.train.step import init_train_state, make_train_step
 def _variants(rrc_tokens: int) -> dict[str, MetricsConfig | None]:
     return {
         "off": None,
-        "every step": MetricsConfig(interval=1, rrc_tokens=rrc_tokens),
-        "every 10 steps": MetricsConfig(interval=10, rrc_tokens=rrc_tokens),
+        # dense_until_step=0: no dense early phase, so that "every 10 steps" is every 10 steps from
+        # the start (the default dense phase computes metrics on each of the first 100 steps).
+        "every step": MetricsConfig(interval=1, dense_until_step=0, rrc_tokens=rrc_tokens),
+        "every 10 steps": MetricsConfig(interval=10, dense_until_step=0, rrc_tokens=rrc_tokens),
     }
 
 
@@ -91,8 +92,8 @@ def main() -> None:
     for _ in range(args.rounds):
         walls = {name: 0.0 for name in runners}
         cpus = {name: 0.0 for name in runners}
-        for i in range(args.steps):  # interleaved step by step: load changes hit every variant alike
-            for name, runner in runners.items():
+        for name, runner in runners.items():  # variants take turns round by round
+            for i in range(args.steps):  # consecutive steps of one variant, as in a training run
                 wall, cpu = one_step(runner, batches[i % len(batches)])
                 walls[name] += wall / args.steps
                 cpus[name] += cpu / args.steps

@@ -269,3 +269,47 @@ def test_stacked_layers_are_split_back_into_per_layer_names():
     with pytest.raises(ValueError, match=r"blocks/attn/qkv/.*one sum per layer"):
         um.update_metrics(old_stacked, new_stacked, grads=grads_stacked, stacked=("blocks",),
                           micro_batch_stats=MicroBatchStats(jax.tree.map(jnp.sum, sums_stacked), k, b))
+
+
+def test_rrc_of_a_tied_output_head():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((30, 6))
+    emb_old, emb_new = rng.standard_normal((11, 6)), rng.standard_normal((11, 6))
+    expected = np.linalg.norm(x @ (emb_new - emb_old).T) / np.linalg.norm(x @ emb_old.T)
+    m = um.update_metrics({"wte": {"embedding": jnp.float32(emb_old)}}, {"wte": {"embedding": jnp.float32(emb_new)}},
+                          captured={"wte": (jnp.float32(x), None)})
+    np.testing.assert_allclose(m["rrc/wte"], expected, rtol=1e-5)
+
+
+def test_model_captures_the_tied_head_inputs():
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=32)
+    model_def, params = gpt.init_params(cfg, 0)
+    model = model_def.merge(params)
+    tokens = jax.random.randint(jax.random.key(0), (2, 8), 0, 32)
+    logits, captured = gpt.forward_capturing_dense(model, tokens, num_tokens=16)
+    x, y = captured["wte"]
+    assert y is None and x.shape == (16, 16)
+    # The head's inputs times the embedding give the logits of the same rows.
+    np.testing.assert_allclose(x @ params["wte"]["embedding"].T, logits.reshape(16, -1), atol=1e-5)
+    assert not hasattr(model, "capture_tokens") or model.capture_tokens == 0
+
+
+@pytest.mark.parametrize("rrc_tokens", [0, 8])
+def test_train_step_metrics_with_and_without_rrc(rrc_tokens):
+    from warmup_jax.config import MetricsConfig
+    from warmup_jax.train.step import init_train_state, make_train_step
+
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=32)
+    model_def, params = gpt.init_params(cfg, 0)
+    tx = optax.adamw(1e-3)
+    step = make_train_step(model_def, tx, metrics=MetricsConfig(interval=1, rrc_tokens=rrc_tokens))
+    tokens = jax.random.randint(jax.random.key(1), (2, 2, 9), 0, 32)
+    _, out = jax.jit(step)(init_train_state(params, tx, 0), tokens)
+    values = dict(zip(step.metric_names, np.asarray(out["update_metrics"])))
+    rrc = sorted(name for name in values if name.startswith("rrc/"))
+    if rrc_tokens:
+        assert rrc == ["rrc/blocks.0", "rrc/blocks.0.attn.proj", "rrc/blocks.0.attn.qkv", "rrc/blocks.0.mlp.fc",
+                       "rrc/blocks.0.mlp.proj", "rrc/global", "rrc/wte"]
+        assert all(values[name] > 0 for name in rrc)
+    else:
+        assert rrc == [] and values["update_l2/global"] > 0

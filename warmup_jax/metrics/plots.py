@@ -21,7 +21,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -246,10 +246,28 @@ def plot_per_group(
     return _save(fig, out_dir, name)
 
 
-def plot_snr(runs: list[Run], colors: list, out_dir: str) -> str:
+def _two_panels() -> tuple[Figure, Any, Any]:
+    """A wide figure with two panels side by side and room for the run legend below."""
     fig = Figure(figsize=(12, 4.6), layout="constrained")
     fig.get_layout_engine().set(rect=(0, 0.08, 1, 0.92))
-    ax_phi, ax_crit = fig.subplots(1, 2)
+    left, right = fig.subplots(1, 2)
+    return fig, left, right
+
+
+def _step_axes(axes, *, logy: bool = False, zero_line: bool = False) -> None:
+    """Log-scaled training-step x axes (and log y where something was drawn, if ``logy``)."""
+    for ax in axes:
+        ax.set_xscale("log")
+        if logy and ax.lines:
+            ax.set_yscale("log")
+        if zero_line:
+            ax.axhline(0.0, color="0.5", lw=0.8)
+        ax.grid(alpha=0.3, which="both")
+        ax.set_xlabel("step (log)")
+
+
+def plot_snr(runs: list[Run], colors: list, out_dir: str) -> str:
+    fig, ax_phi, ax_crit = _two_panels()
     anything = False
     for run, color in zip(runs, colors):
         noise, signal = run.get("snr_noise/global"), run.get("snr_signal/global")
@@ -273,12 +291,7 @@ def plot_snr(runs: list[Run], colors: list, out_dir: str) -> str:
             ax_phi.axhline(1.0 / b, color=color, ls=":", lw=1.5)
             ax_crit.axhline(b, color=color, ls=":", lw=1.5)
         anything = True
-    for ax in (ax_phi, ax_crit):
-        ax.set_xscale("log")
-        if ax.lines:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-        ax.set_xlabel("step (log)")
+    _step_axes((ax_phi, ax_crit), logy=True)
     ax_phi.set_ylabel(r"gradient SNR $\varphi$ (per sequence)")
     ax_phi.set_title(r"SNR $\varphi$ (solid: EMA(signal) / EMA(noise); faint: per step); dotted: 1/B", fontsize=10)
     ax_crit.set_ylabel(r"critical batch $1/\varphi$ (sequences)")
@@ -291,9 +304,7 @@ def plot_snr(runs: list[Run], colors: list, out_dir: str) -> str:
 
 
 def plot_momentum(runs: list[Run], colors: list, out_dir: str) -> str:
-    fig = Figure(figsize=(12, 4.6), layout="constrained")
-    fig.get_layout_engine().set(rect=(0, 0.08, 1, 0.92))
-    ax_cos, ax_rho = fig.subplots(1, 2)
+    fig, ax_cos, ax_rho = _two_panels()
     anything = False
     for run, color in zip(runs, colors):
         for ax, name in ((ax_cos, "grad_momentum_cos/global"), (ax_rho, "momentum_cancellation/global")):
@@ -305,11 +316,7 @@ def plot_momentum(runs: list[Run], colors: list, out_dir: str) -> str:
             ax.plot(steps[ok], values[ok], color=color, alpha=0.3, lw=0.8)
             ax.plot(steps[ok], _ema(values[ok], _smoothing_decay(ok.sum())), color=color, lw=2)
             anything = True
-    for ax in (ax_cos, ax_rho):
-        ax.set_xscale("log")
-        ax.axhline(0.0, color="0.5", lw=0.8)
-        ax.grid(alpha=0.3, which="both")
-        ax.set_xlabel("step (log)")
+    _step_axes((ax_cos, ax_rho), zero_line=True)
     ax_rho.axhline(-0.5, color="0.5", lw=0.8, ls=":")
     ax_cos.set(ylabel=r"$\cos(g_t, m_{t-1})$", title="Gradient-momentum alignment (all tensors)")
     ax_rho.set(ylabel=r"$\rho = \langle \beta m_{t-1}, (1-\beta)\, g_t \rangle \;/\; \|(1-\beta)\, g_t\|^2$",

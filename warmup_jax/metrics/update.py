@@ -14,7 +14,9 @@ of one step:
   (stacked-layer) axes are batch axes. Angles are reported for tensors with ``ndim >= 2`` only.
 * ``rrc``: the relative representation change :math:`\|X \Delta K\|_F / \|X K_t\|_F` of every
   Dense layer, with :math:`X` the layer's inputs on a token subsample of the current batch
-  (Flax ``(in, out)`` kernels; the denominator is the captured layer output minus its bias).
+  (Flax ``(in, out)`` kernels; the denominator is the captured layer output minus its bias), and
+  of the tied output head (``rrc/wte``: :math:`K = E^\top`, the logits' change relative to the
+  logits, from the final LayerNorm's outputs).
 * ``snr``: the gradient SNR :math:`\varphi` of this step from the micro-batch estimator
   (:mod:`warmup_jax.optim.snr`, the implementation the optimizers use), without the EMA: the
   plots smooth signal and noise over logged steps before taking the ratio. ``critical_batch``:
@@ -126,7 +128,7 @@ def update_metrics(
     first_moment: dict[str, jax.Array] | None = None,
     momentum_beta: float = 0.9,
     grad_clip: float = 0.0,
-    captured: dict[str, tuple[jax.Array, jax.Array]] | None = None,
+    captured: dict[str, tuple[jax.Array, jax.Array | None]] | None = None,
     stacked: Sequence[str] = (),
 ) -> dict[str, jax.Array]:
     """All update metrics of one step as a flat ``{name: float32 scalar}`` dict.
@@ -141,7 +143,8 @@ def update_metrics(
         momentum_beta: :math:`\\beta` of the cancellation ratio.
         grad_clip: the global-norm clip applied before the optimizer (0: none), so the
             cancellation ratio uses the gradient the momentum actually received.
-        captured: ``{layer path: (x_NxC, y_NxO)}`` from :func:`warmup_jax.model.gpt.forward_capturing_dense`.
+        captured: ``{layer path: (x_NxC, y_NxO)}`` from :func:`warmup_jax.model.gpt.forward_capturing_dense`
+            (``y`` is None for a tied head, whose kernel is the transposed ``<layer>/embedding``).
         stacked: path prefixes under which tensors are stored stacked, with a leading layer axis
             (layers made with ``nnx.vmap``/``nnx.scan``), e.g. ``("blocks",)``. Every input is split
             back into per-layer entries first (:func:`split_stacked`), so ``blocks/attn/qkv/kernel``
@@ -229,11 +232,16 @@ def update_metrics(
         rrc_by_group: dict[str, list[jax.Array]] = {}
         for layer, (x_NxC, y_NxO) in sorted(captured.items()):
             kernel = f"{layer}/kernel"
-            delta = _f32(new[kernel]) - _f32(old[kernel])
-            y = _f32(y_NxO)
-            if f"{layer}/bias" in old:
-                y = y - _f32(old[f"{layer}/bias"])
-            rrc = relative_representation_change(x_NxC, delta, y)
+            if kernel in old:
+                delta = _f32(new[kernel]) - _f32(old[kernel])
+                y = _f32(y_NxO)
+                if f"{layer}/bias" in old:
+                    y = y - _f32(old[f"{layer}/bias"])
+                rrc = relative_representation_change(x_NxC, delta, y)
+            else:  # a tied output head: logits = x @ E.T with E = <layer>/embedding
+                kernel = f"{layer}/embedding"
+                delta = _f32(new[kernel]) - _f32(old[kernel])
+                rrc = relative_representation_change(x_NxC, delta.T, kernel_CxO=_f32(old[kernel]).T)
             out[f"rrc/{_name(layer)}"] = rrc
             for g in _groups(kernel):
                 rrc_by_group.setdefault(g, []).append(rrc)
@@ -305,7 +313,7 @@ def split_stacked(flat: dict[str, Any], stacked: Sequence[str]) -> dict[str, Any
         arrays = leaf if isinstance(leaf, tuple) else (leaf,)
         rest = path[len(prefix) + 1:]
         for i in range(arrays[0].shape[0]):
-            layer = tuple(a[i] for a in arrays)
+            layer = tuple(None if a is None else a[i] for a in arrays)
             out[f"{prefix}/{i}/{rest}"] = layer if isinstance(leaf, tuple) else layer[0]
     return out
 

@@ -157,6 +157,8 @@ class Block(nnx.Module):
 class GPT(nnx.Module):
     """GPT-2 language model. ``model(tokens_BxT) -> logits_BxTxV`` (float32)."""
 
+    capture_tokens: int = 0  # > 0 only inside forward_capturing_dense: record the head's inputs
+
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         if cfg.vocab_size <= 0:
             raise ValueError("ModelConfig.vocab_size must be set (> 0) before building the model")
@@ -189,8 +191,9 @@ class GPT(nnx.Module):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> tuple[jax.Array, dict[str, Any]]:
-        """``(logits, stacked_intermediates)``: the second item holds what the stacked blocks sowed
-        (``nnx.Intermediate``, with a leading layer axis) when ``scan_layers``; else it is empty."""
+        """``(logits, captured)``: ``captured`` is empty except inside :func:`forward_capturing_dense`,
+        where it holds the tied head's inputs (``{"wte": {"inputs": x_NxD}}``) and, with
+        ``scan_layers``, what the stacked blocks sowed (``{"blocks": ...}``, leading layer axis)."""
         chex.assert_rank(tokens_BxT, 2)
         chex.assert_type(tokens_BxT, int)
         b, t = tokens_BxT.shape
@@ -198,21 +201,26 @@ class GPT(nnx.Module):
             raise ValueError(f"sequence length {t} exceeds model.block_size={self.cfg.block_size}")
         x_BxTxD = self.wte(tokens_BxT) + self.wpe(jnp.arange(t))[None]
         x_BxTxD = self.dropout(x_BxTxD, deterministic=deterministic, rngs=rngs)
-        intermediates: dict[str, Any] = {}
+        captured: dict[str, Any] = {}
         if self.cfg.scan_layers:
-            x_BxTxD, intermediates = self._scan_blocks(x_BxTxD, deterministic=deterministic, rngs=rngs)
+            x_BxTxD, stacked = self._scan_blocks(x_BxTxD, deterministic=deterministic, rngs=rngs)
+            if stacked:
+                captured["blocks"] = stacked
         else:
             for block in self.blocks:
                 x_BxTxD = block(x_BxTxD, deterministic=deterministic, rngs=rngs)
         if self.ln_f is not None:
             x_BxTxD = self.ln_f(x_BxTxD)
+        if self.capture_tokens:
+            rows = token_subsample(b * t, self.capture_tokens)
+            captured["wte"] = {"inputs": x_BxTxD.reshape(b * t, -1)[rows]}
         # Tied output head; logits in float32 for a stable softmax cross-entropy.
         logits_BxTxV = jnp.dot(
             x_BxTxD.astype(self.wte.dtype), self.wte.embedding[...].astype(self.wte.dtype).T,
             preferred_element_type=jnp.float32,
         )
         chex.assert_shape(logits_BxTxV, (b, t, self.cfg.padded_vocab_size()))
-        return logits_BxTxV, intermediates
+        return logits_BxTxV, captured
 
     def _scan_blocks(self, x_BxTxD: jax.Array, *, deterministic: bool,
                      rngs: nnx.Rngs | None) -> tuple[jax.Array, dict[str, Any]]:
@@ -307,31 +315,29 @@ def forward_capturing_dense(
     layer's inputs and outputs (bias included) at the same ``N = min(num_tokens, B*T)`` token
     positions (a fixed strided subset, see :func:`token_subsample`). With ``scan_layers`` the keys
     have no layer index (``"blocks/attn/qkv"``) and the arrays a leading layer axis,
-    ``(x_LxNxC, y_LxNxO)``. Uses ``nnx.capture``; the logits are those of the plain forward pass.
+    ``(x_LxNxC, y_LxNxO)``. The tied output head (``logits = x @ wte.T``) is recorded as
+    ``captured["wte"] = (x_NxD, None)``: its inputs only, as its outputs (the logits) are large.
+    Uses ``nnx.capture``; the logits are those of the plain forward pass.
     """
-    dense = [m for _, m in nnx.iter_modules(model) if isinstance(m, Dense)]
-    for m in dense:
+    modules = [m for _, m in nnx.iter_modules(model) if isinstance(m, (Dense, GPT))]
+    for m in modules:
         m.capture_tokens = num_tokens
     try:
-        if model.cfg.scan_layers:
-            logits, stacked = model.forward(tokens_BxT, **kwargs)
-            sown = {"blocks": stacked}
-        else:
-            logits, state = nnx.capture(model, nnx.Intermediate)(tokens_BxT, **kwargs)
-            sown = nnx.to_pure_dict(state)
+        (logits, recorded), sown = nnx.capture(model.forward, nnx.Intermediate)(tokens_BxT, **kwargs)
     finally:
-        for m in dense:
+        for m in modules:
             del m.capture_tokens
     captured = {}
 
     def collect(tree: Any, prefix: tuple[str, ...]) -> None:
-        if isinstance(tree, dict) and "inputs" in tree and "outputs" in tree:
-            captured["/".join(prefix)] = (tree["inputs"], tree["outputs"])
+        if isinstance(tree, dict) and "inputs" in tree:
+            captured["/".join(prefix)] = (tree["inputs"], tree.get("outputs"))
         elif isinstance(tree, dict):
             for key, value in tree.items():
                 collect(value, (*prefix, str(key)))
 
-    collect(sown, ())
+    collect(nnx.to_pure_dict(sown), ())
+    collect(recorded, ())
     return logits, captured
 
 

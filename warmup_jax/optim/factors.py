@@ -231,6 +231,17 @@ def _is_scalar(x: Any) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, np.generic)) and x.ndim == 0
 
 
+def update_factors(factors: Sequence[StepFactor], states: Sequence[Any], grads: Any, params: Any,
+                   **extra_args: Any) -> tuple[list[Any], tuple]:
+    """Every factor's ``update``: ``(values, new states)``, in order."""
+    values, new_states = [], []
+    for f, s in zip(factors, states):
+        value, s = f.update(grads, s, params, **extra_args)
+        values.append(value)
+        new_states.append(s)
+    return values, tuple(new_states)
+
+
 def combine_factors(factors: Sequence[Any], updates: Any) -> list[Any]:
     """Multiplies scalar / per-tensor factors into one factor per leaf of ``updates``."""
     leaves, treedef = jax.tree.flatten(updates)
@@ -278,11 +289,7 @@ def scale_by_step_factors(
                 factor_states=tuple(f.init(params) for f in factors))
 
     def update_fn(updates, state, params=None, **extra_args):
-        values, factor_states = [], []
-        for f, s in zip(factors, state.factor_states):
-            value, s = f.update(updates, s, params, **extra_args)
-            values.append(value)
-            factor_states.append(s)
+        values, factor_states = update_factors(factors, state.factor_states, updates, params, **extra_args)
         new_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
         leaves, treedef = jax.tree.flatten(new_updates)
         scales = combine_factors(values, new_updates)

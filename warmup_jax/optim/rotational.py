@@ -330,11 +330,8 @@ def scale_by_rotational(
         if params is None:
             raise ValueError("scale_by_rotational needs params: call update(grads, state, params)")
         count = optax.safe_increment(state.count)
-        factor_values, factor_states = [], []
-        for f, s in zip(step_factors, state.factor_states):
-            value, s = f.update(updates, s, params, **extra_args)
-            factor_values.append(value)
-            factor_states.append(s)
+        factor_values, factor_states = factors_lib.update_factors(
+                step_factors, state.factor_states, updates, params, **extra_args)
         direction, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
 
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate

@@ -122,8 +122,8 @@ def make_train_step(
         }
         if metrics is not None:
             stats = MicroBatchStats(sq_norm_sum, num_micro, micro_size)
-            captured = {layer: tuple(_merge_micro_batches(x, _is_stacked(layer, model_def.stacked)) for x in xy)
-                        for layer, xy in captured.items()}
+            captured = {layer: tuple(None if x is None else _merge_micro_batches(x, _is_stacked(layer, model_def.stacked))
+                                     for x in xy) for layer, xy in (captured or {}).items()}
             out["update_metrics"] = _gated_update_metrics(
                 metrics, train_step.metric_names, due, state, updates, grad_sum, stats, captured, grad_clip,
                 model_def.stacked)
