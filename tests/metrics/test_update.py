@@ -209,7 +209,7 @@ def test_captured_dense_inputs_are_the_layer_inputs():
     plain = model(tokens)
     logits, captured = gpt.forward_capturing_dense(model_def.merge(params), tokens, num_tokens=10)
     np.testing.assert_array_equal(logits, plain)
-    assert len(captured) == 8 and all(x.shape[0] == 10 for x, _ in captured.values())
+    assert len(captured) == 9 and all(x.shape[0] == 10 for x, _ in captured.values())  # 8 Dense + the tied head
     rows = gpt.token_subsample(3 * 8, 10)
     # The first block's qkv layer sees ln1(wte[tokens] + wpe).
     embedded = model.wte(tokens) + model.wpe(jnp.arange(8))[None]
