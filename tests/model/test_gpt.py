@@ -139,7 +139,8 @@ def test_scanned_layers_hold_the_same_parameters_and_compute_the_same_logits(nor
     # Captured Dense inputs/outputs: the same rows, with a leading layer axis instead of a layer index.
     _, looped_cap = gpt.forward_capturing_dense(looped_def.merge(looped), tokens, num_tokens=8)
     _, scanned_cap = gpt.forward_capturing_dense(scanned_def.merge(scanned), tokens, num_tokens=8)
-    assert sorted(scanned_cap) == ["blocks/attn/proj", "blocks/attn/qkv", "blocks/mlp/fc", "blocks/mlp/proj"]
+    assert sorted(scanned_cap) == ["blocks/attn/proj", "blocks/attn/qkv", "blocks/mlp/fc", "blocks/mlp/proj", "wte"]
+    np.testing.assert_allclose(scanned_cap["wte"][0], looped_cap["wte"][0], atol=1e-5)
     for i in range(3):
         for a, b in zip(scanned_cap["blocks/mlp/proj"], looped_cap[f"blocks/{i}/mlp/proj"]):
             np.testing.assert_allclose(a[i], b, atol=1e-5)
