@@ -225,7 +225,8 @@ def plot_per_group(
                     ax.plot(steps[ok], values[ok], color=color, ls=style, lw=1.6 if style == "-" else 1.1)
                     anything = True
         several = max(run.group_size(metric, panel) for run in runs) > 1
-        ax.set_title(f"{panel} (mean over layers)" if several else panel, fontsize=10)
+        label = "wte (tied output head)" if metric == "rrc" and panel == "wte" else panel
+        ax.set_title(f"{label} (mean over layers)" if several else label, fontsize=10)
         ax.set_xscale("log")
         if logy and ax.lines:
             ax.set_yscale("log")
