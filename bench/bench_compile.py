@@ -6,17 +6,26 @@
 Arguments: a named config, then ``--set``-style overrides. Traces, lowers and compiles the train
 step for abstract parameters (nothing is allocated), micro-batch 1 x 64 tokens, float32.
 """
-import dataclasses, sys, time
-import jax, jax.numpy as jnp
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+
 from warmup_jax.config import load_config
 from warmup_jax.model import gpt
 from warmup_jax.train.optimizer import build_optimizer, build_schedule
 from warmup_jax.train.step import init_train_state, make_train_step
 
-name = sys.argv[1]
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("config", help="a named config, e.g. gpt2_124m")
+parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="--set-style overrides")
+args = parser.parse_args()
+name = args.config
 for scan in (False, True):
     cfg = load_config(name, [f"model.scan_layers={str(scan).lower()}", "model.vocab_size=50257",
-                             "model.compute_dtype=float32", *sys.argv[2:]])
+                             "model.compute_dtype=float32", *args.overrides])
     model_def, params = gpt.abstract_params(cfg.model)
     tx = build_optimizer(cfg.optim, build_schedule(cfg.optim, cfg.train.steps))
     state = jax.eval_shape(lambda p: init_train_state(p, tx, 0), params)
