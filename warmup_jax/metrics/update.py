@@ -163,7 +163,7 @@ def update_metrics(
     if micro_batch_stats is not None:
         sum_sq = dict(_flatten(micro_batch_stats.sum_sq_norms))
         for path, value in sum_sq.items():
-            if _stack_prefix(path, stacked) is not None and jnp.ndim(value) != 1:
+            if stack_prefix(path, stacked) is not None and jnp.ndim(value) != 1:
                 raise ValueError(
                     f"micro_batch_stats.sum_sq_norms[{path!r}] has shape {jnp.shape(value)}; a stacked tensor "
                     "needs one sum per layer, shape (num_layers,) (see warmup_jax.metrics.update.sq_norms)")
@@ -266,14 +266,13 @@ def update_metrics(
             jnp.maximum(group_noise[GLOBAL], 0.0), jnp.maximum(group_signal[GLOBAL], 0.0), nan_if_zero=False)
 
     if grads is not None and first_moment:
-        g_all = grads
         clip = 1.0
         if grad_clip > 0:
             clip = snr_lib.global_norm_clip_factor(grads, grad_clip)
         scale = momentum_beta / ((1.0 - momentum_beta) * clip)
         dots: dict[str, list[jax.Array]] = {}
         for path, m in first_moment.items():
-            g, m = _f32(g_all[path]), _f32(m)
+            g, m = _f32(grads[path]), _f32(m)
             gm, gg, mm = jnp.sum(g * m), jnp.sum(g * g), jnp.sum(m * m)
             out[f"grad_momentum_cos/{_name(path)}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
             out[f"momentum_cancellation/{_name(path)}"] = scale * _ratio(gm, gg, nan_if_zero=True)
@@ -286,8 +285,9 @@ def update_metrics(
     return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
 
 
-def _stack_prefix(path: str, stacked: Sequence[str]) -> str | None:
-    """The prefix of ``stacked`` that holds ``path`` as a stacked (not yet split) tensor, or None."""
+def stack_prefix(path: str, stacked: Sequence[str]) -> str | None:
+    """The prefix of ``stacked`` that holds ``path`` (a tensor or captured layer) as a stacked, not
+    yet split, entry; None otherwise."""
     for prefix in stacked:
         if path.startswith(prefix + "/") and not path[len(prefix) + 1:].split("/", 1)[0].isdigit():
             return prefix
@@ -306,7 +306,7 @@ def split_stacked(flat: dict[str, Any], stacked: Sequence[str]) -> dict[str, Any
         return flat
     out: dict[str, Any] = {}
     for path, leaf in flat.items():
-        prefix = _stack_prefix(path, stacked)
+        prefix = stack_prefix(path, stacked)
         if prefix is None:
             out[path] = leaf
             continue
@@ -326,7 +326,7 @@ def sq_norms(tree: Any, stacked: Sequence[str] = ()) -> dict[str, jax.Array]:
     out = {}
     for path, leaf in _flatten(tree):
         sq = jnp.square(_f32(leaf))
-        if _stack_prefix(path, stacked) is not None:
+        if stack_prefix(path, stacked) is not None:
             out[path] = jnp.sum(sq, axis=tuple(range(1, leaf.ndim)))
         else:
             out[path] = jnp.sum(sq)
@@ -411,6 +411,7 @@ __all__ = [
     "metrics_due",
     "relative_representation_change",
     "split_stacked",
+    "stack_prefix",
     "sq_norms",
     "stable_angle",
     "update_metrics",

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from warmup_jax.errors import ConfigError
-from warmup_jax.optim import recipes
+from warmup_jax.optim import groups, recipes
 from warmup_jax.optim.schedules import trapezoid_schedule
 
 OptimizerFactory = Callable[..., optax.GradientTransformation]
@@ -36,13 +36,9 @@ def register_optimizer(name: str) -> Callable[[OptimizerFactory], OptimizerFacto
 
 def decay_mask(params):
     """True for tensors that get weight decay: matrices and embeddings, not LayerNorm gains or biases
-    (nanoGPT's ndim >= 2 rule, by name so that stacked layers' gains of shape (L, d) are exempt too)."""
-
-    def decays(path, p) -> bool:
-        last = getattr(path[-1], "key", getattr(path[-1], "name", None)) if path else None
-        return np.ndim(p) >= 2 and last not in ("scale", "bias")
-
-    return jax.tree_util.tree_map_with_path(decays, params)
+    (nanoGPT's ndim >= 2 rule; the rank labels of ``warmup_jax.optim.groups``, which exempt ``scale``
+    and ``bias`` by name so that stacked layers' gains of shape (L, d) are exempt too)."""
+    return groups.decay_mask()(params)
 
 
 @register_optimizer("adamw")

@@ -122,8 +122,8 @@ def make_train_step(
         }
         if metrics is not None:
             stats = MicroBatchStats(sq_norm_sum, num_micro, micro_size)
-            captured = {layer: tuple(None if x is None else _merge_micro_batches(x, _is_stacked(layer, model_def.stacked))
-                                     for x in xy) for layer, xy in (captured or {}).items()}
+            captured = {layer: _merge_micro_batches(xy, update_lib.stack_prefix(layer, model_def.stacked) is not None)
+                        for layer, xy in (captured or {}).items()}
             out["update_metrics"] = _gated_update_metrics(
                 metrics, train_step.metric_names, due, state, updates, grad_sum, stats, captured, grad_clip,
                 model_def.stacked)
@@ -134,16 +134,18 @@ def make_train_step(
     return train_step
 
 
-def _is_stacked(path: str, stacked: tuple[str, ...]) -> bool:
-    return any(path.startswith(prefix + "/") for prefix in stacked)
+def _merge_micro_batches(xy: tuple[jax.Array | None, ...], stacked: bool) -> tuple[jax.Array | None, ...]:
+    """A layer's captured arrays over the K micro-batches, ``(K, N, C)`` -> ``(K*N, C)``; for a stacked
+    layer ``(K, L, N, C)`` -> ``(L, K*N, C)``; None (a head without captured outputs) stays None."""
 
+    def merge(x):
+        if x is None:
+            return None
+        if stacked:
+            return jnp.moveaxis(x, 0, 1).reshape(x.shape[1], -1, x.shape[-1])
+        return x.reshape(-1, x.shape[-1])
 
-def _merge_micro_batches(x: jax.Array, stacked: bool) -> jax.Array:
-    """Captured rows of the K micro-batches, ``(K, N, C)`` -> ``(K*N, C)``; for a stacked layer
-    ``(K, L, N, C)`` -> ``(L, K*N, C)``."""
-    if stacked:
-        return jnp.moveaxis(x, 0, 1).reshape(x.shape[1], -1, x.shape[-1])
-    return x.reshape(-1, x.shape[-1])
+    return tuple(merge(x) for x in xy)
 
 
 def _gated_update_metrics(cfg, names: list[str], due: jax.Array, state: TrainState, updates, grad_sum,
