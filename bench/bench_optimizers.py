@@ -8,6 +8,13 @@ The script prints the median time per update and its ratio to AdamW.
     python bench/bench_optimizers.py                      # 124M parameters, 5 rounds x 5 steps
     python bench/bench_optimizers.py --rounds 9 --json /tmp/bench_optim.json
     python bench/bench_optimizers.py --n-layer 2 --vocab 4096   # quick smoke run
+    python bench/bench_optimizers.py --xla-cpu-fast-math        # every jit with reassociation
+
+``--xla-cpu-fast-math`` compiles every optimizer's step with XLA's ``xla_cpu_enable_fast_math``
+(through ``jax.jit(..., compiler_options=...)``, so only these steps; XLA keeps honouring NaNs,
+infinities, division and library functions by default, so it mainly allows reassociation and
+FMA contraction). It lets LLVM vectorise the per-neuron sums of the rotational transforms,
+which XLA:CPU otherwise emits as scalar loops; see BENCHMARKS.md.
 """
 
 import argparse
@@ -62,6 +69,8 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=50304)
     parser.add_argument("--context", type=int, default=1024)
     parser.add_argument("--json", type=str, default=None, help="write the results here")
+    parser.add_argument("--xla-cpu-fast-math", action="store_true",
+                        help="compile every step with xla_cpu_enable_fast_math (reassociation)")
     args = parser.parse_args()
 
     params = gpt2_params(jax.random.key(0), args.n_layer, args.d_model, args.vocab, args.context)
@@ -73,11 +82,13 @@ def main() -> None:
     num_params = wo.count_params(params)
     print(f"{num_params / 1e6:.1f}M parameters in {len(jax.tree.leaves(params))} tensors; "
           f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
-          f"{platform.processor() or platform.machine()}")
+          f"{platform.processor() or platform.machine()}"
+          + (", xla_cpu_enable_fast_math" if args.xla_cpu_fast_math else ""))
 
+    options = {"xla_cpu_enable_fast_math": True} if args.xla_cpu_fast_math else None
     runs = {}
     for name, tx in optimizers(3e-4).items():
-        @functools.partial(jax.jit, donate_argnums=(0, 1))
+        @functools.partial(jax.jit, donate_argnums=(0, 1), compiler_options=options)
         def step(params, state, grads, tx=tx):
             updates, state = tx.update(grads, state, params, micro_batch_stats=stats)
             return optax.apply_updates(params, updates), state

@@ -15,12 +15,15 @@ from . import _testlib
 
 ANGLE_TOL = 1e-5  # rad
 NORM_TOL = 1e-6  # relative
+# docs/optimizers.md ("Speed") suggests this on CPU: the invariants must survive reassociation.
+FAST_MATH = {"xla_cpu_enable_fast_math": True}
 
 
-def _run(tx, params, steps, key, extra=None):
+def _run(tx, params, steps, key, extra=None, compiler_options=None):
     """Applies ``steps`` updates with fresh random gradients; yields (before, after, state)."""
     state = tx.init(params)
-    update = jax.jit(lambda g, s, p: tx.update(g, s, p, **(extra or {})))
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, **(extra or {})),
+                     compiler_options=compiler_options)
     for i in range(steps):
         grads = _testlib.random_like(jax.random.fold_in(key, i), params)
         updates, state = update(grads, state, params)
@@ -29,8 +32,9 @@ def _run(tx, params, steps, key, extra=None):
         params = new_params
 
 
-@pytest.mark.parametrize("exact_angle", [False, True])
-def test_every_neuron_turns_by_the_target_angle_and_keeps_its_norm(exact_angle):
+@pytest.mark.parametrize("exact_angle,compiler_options",
+                         [(False, None), (True, None), (False, FAST_MATH)])
+def test_every_neuron_turns_by_the_target_angle_and_keeps_its_norm(exact_angle, compiler_options):
     key = jax.random.key(0)
     params = {
             "fc": {"kernel": jax.random.normal(key, (20, 7))},  # neurons: columns
@@ -47,7 +51,7 @@ def test_every_neuron_turns_by_the_target_angle_and_keeps_its_norm(exact_angle):
     target = eta_r if exact_angle else np.arctan(eta_r)
     init_norms = {k: _testlib.neuron_norms(jax.tree.leaves(v)[0], axes[k])
                   for k, v in params.items()}
-    for before, after, _ in _run(tx, params, 10, key):
+    for before, after, _ in _run(tx, params, 10, key, compiler_options=compiler_options):
         for name, ax in axes.items():
             w0, w1 = jax.tree.leaves(before[name])[0], jax.tree.leaves(after[name])[0]
             angles = _testlib.neuron_angles(w0, w1, ax)
@@ -184,8 +188,9 @@ def _reference_lion_ar(params, grads_seq, *, lr, wd, b1, b2, normalization, ema=
     return history
 
 
-@pytest.mark.parametrize("normalization", ["exact", "ema"])
-def test_lion_ar_matches_numpy_reference(normalization):
+@pytest.mark.parametrize("normalization,compiler_options",
+                         [("exact", None), ("ema", None), ("exact", FAST_MATH)])
+def test_lion_ar_matches_numpy_reference(normalization, compiler_options):
     key = jax.random.key(5)
     keys = jax.random.split(key, 3)
     params = {
@@ -200,7 +205,7 @@ def test_lion_ar_matches_numpy_reference(normalization):
     reference = _reference_lion_ar(params, grads_seq, lr=lr, wd=wd, b1=b1, b2=b2,
                                    normalization=normalization)
     state = tx.init(params)
-    update = jax.jit(tx.update)
+    update = jax.jit(tx.update, compiler_options=compiler_options)
     for step, grads in enumerate(grads_seq):
         updates, state = update(grads, state, params)
         params = optax.apply_updates(params, updates)
