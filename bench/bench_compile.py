@@ -8,6 +8,7 @@ step for abstract parameters (nothing is allocated), micro-batch 1 x 64 tokens, 
 """
 
 import argparse
+import functools
 import time
 
 import jax
@@ -24,11 +25,18 @@ parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="--set-sty
 args = parser.parse_args()
 name = args.config
 for scan in (False, True):
-    cfg = load_config(name, [f"model.scan_layers={str(scan).lower()}", "model.vocab_size=50257",
-                             "model.compute_dtype=float32", *args.overrides])
+    cfg = load_config(
+        name,
+        [
+            f"model.scan_layers={str(scan).lower()}",
+            "model.vocab_size=50257",
+            "model.compute_dtype=float32",
+            *args.overrides,
+        ],
+    )
     model_def, params = gpt.abstract_params(cfg.model)
     tx = build_optimizer(cfg.optim, build_schedule(cfg.optim, cfg.train.steps))
-    state = jax.eval_shape(lambda p: init_train_state(p, tx, 0), params)
+    state = jax.eval_shape(functools.partial(init_train_state, tx=tx, seed=0), params)
     tokens = jax.ShapeDtypeStruct((1, 1, 65), jnp.int32)
     step = jax.jit(make_train_step(model_def, tx, metrics=cfg.metrics), donate_argnums=0)
     start = time.perf_counter()

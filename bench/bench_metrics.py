@@ -5,8 +5,9 @@
     python bench/bench_metrics.py --set train.grad_accum_steps=2   # adds the SNR metrics
 
 All variants run in one process on the same model, batch and optimizer, each with its own train
-state. A round runs ``--steps`` consecutive steps of each variant in turn (as a training run would), so
-that slow changes in the load of other processes on a shared machine hit all variants alike. Each step is timed synchronously, including the host copy of its logged values (the packed
+state. A round runs ``--steps`` consecutive steps of each variant in turn (as a training run would),
+so that slow changes in the load of other processes on a shared machine hit all variants alike. Each
+step is timed synchronously, including the host copy of its logged values (the packed
 update-metric vector only on due steps). Reported: the median over rounds of the mean step time
 of a round, and the median over rounds of the paired overhead (variant / off in the same round,
 minus 1); with ``--steps 10`` the every-10 variant computes metrics on exactly one step per
@@ -66,15 +67,24 @@ def main() -> None:
 
     runners = {}
     for name, metrics in _variants(args.rrc_tokens).items():
-        fn = make_train_step(model_def, tx, dropout=model_cfg.dropout, metrics=metrics,
-                             grad_clip=config.optim.grad_clip)
+        fn = make_train_step(
+            model_def, tx, dropout=model_cfg.dropout, metrics=metrics, grad_clip=config.optim.grad_clip
+        )
         step_fn = jax.jit(fn, donate_argnums=0)
         state = init_train_state(jax.tree.map(jnp.copy, params), tx, tc.seed)
         start = time.perf_counter()
         state, out = step_fn(state, batches[0])
         jax.block_until_ready(out)
-        runners[name] = dict(fn=fn, step=step_fn, state=state, metrics=metrics, times=[], cpu_times=[],
-                             compile_s=time.perf_counter() - start, names=len(fn.metric_names))
+        runners[name] = dict(
+            fn=fn,
+            step=step_fn,
+            state=state,
+            metrics=metrics,
+            times=[],
+            cpu_times=[],
+            compile_s=time.perf_counter() - start,
+            names=len(fn.metric_names),
+        )
 
     def one_step(runner, batch) -> tuple[float, float]:
         """One synchronous step and the host copy of its metrics: (wall s, process CPU s)."""
@@ -102,26 +112,47 @@ def main() -> None:
             runner["cpu_times"].append(cpus[name])
 
     results = {
-        "config": args.config, "overrides": args.overrides, "device": str(jax.devices()[0].device_kind),
-        "platform": jax.default_backend(), "host": platform.node(), "rounds": args.rounds, "steps": args.steps,
-        "rrc_tokens": args.rrc_tokens, "grad_accum_steps": tc.grad_accum_steps,
-        "tokens_per_step": tc.batch_size * tc.seq_len, "variants": {},
+        "config": args.config,
+        "overrides": args.overrides,
+        "device": str(jax.devices()[0].device_kind),
+        "platform": jax.default_backend(),
+        "host": platform.node(),
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "rrc_tokens": args.rrc_tokens,
+        "grad_accum_steps": tc.grad_accum_steps,
+        "tokens_per_step": tc.batch_size * tc.seq_len,
+        "variants": {},
     }
-    print(f"{args.config}: batch {tc.batch_size}x{tc.seq_len}, K={tc.grad_accum_steps}, backend "
-          f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {args.rounds} rounds x {args.steps} steps")
-    print(f"{'variant':16s} {'wall ms/step':>12s} {'min':>7s} {'max':>7s} {'overhead':>8s} "
-          f"{'CPU ms/step':>11s} {'overhead':>8s} {'compile s':>9s} {'#metrics':>8s}")
+    print(
+        f"{args.config}: batch {tc.batch_size}x{tc.seq_len}, K={tc.grad_accum_steps}, backend "
+        f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {args.rounds} rounds x {args.steps} steps"
+    )
+    print(
+        f"{'variant':16s} {'wall ms/step':>12s} {'min':>7s} {'max':>7s} {'overhead':>8s} "
+        f"{'CPU ms/step':>11s} {'overhead':>8s} {'compile s':>9s} {'#metrics':>8s}"
+    )
     for name, runner in runners.items():
         times, cpu_times = runner["times"], runner["cpu_times"]
         median, cpu_median = statistics.median(times), statistics.median(cpu_times)
         overhead = statistics.median(t / o - 1.0 for t, o in zip(times, runners["off"]["times"]))
         cpu_overhead = statistics.median(t / o - 1.0 for t, o in zip(cpu_times, runners["off"]["cpu_times"]))
         results["variants"][name] = dict(
-            median_s=median, min_s=min(times), max_s=max(times), overhead=overhead, cpu_median_s=cpu_median,
-            cpu_overhead=cpu_overhead, compile_s=runner["compile_s"], num_metrics=runner["names"], times_s=times,
-            cpu_times_s=cpu_times)
-        print(f"{name:16s} {1e3 * median:12.1f} {1e3 * min(times):7.1f} {1e3 * max(times):7.1f} {100 * overhead:7.1f}% "
-              f"{1e3 * cpu_median:11.1f} {100 * cpu_overhead:7.1f}% {runner['compile_s']:9.1f} {runner['names']:8d}")
+            median_s=median,
+            min_s=min(times),
+            max_s=max(times),
+            overhead=overhead,
+            cpu_median_s=cpu_median,
+            cpu_overhead=cpu_overhead,
+            compile_s=runner["compile_s"],
+            num_metrics=runner["names"],
+            times_s=times,
+            cpu_times_s=cpu_times,
+        )
+        print(
+            f"{name:16s} {1e3 * median:12.1f} {1e3 * min(times):7.1f} {1e3 * max(times):7.1f} {100 * overhead:7.1f}% "
+            f"{1e3 * cpu_median:11.1f} {100 * cpu_overhead:7.1f}% {runner['compile_s']:9.1f} {runner['names']:8d}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

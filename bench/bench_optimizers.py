@@ -37,26 +37,32 @@ def gpt2_params(key: jax.Array, n_layer: int, d_model: int, vocab: int, context:
     keys = iter(jax.random.split(key, 4 * n_layer + 2))
     normal = lambda shape: 0.02 * jax.random.normal(next(keys), shape, jnp.float32)  # noqa: E731
     blocks = {
-            i: {"ln1": {"scale": jnp.ones(d_model)},
-                "attn": {"qkv": {"kernel": normal((d_model, 3 * d_model))},
-                         "proj": {"kernel": normal((d_model, d_model))}},
-                "ln2": {"scale": jnp.ones(d_model)},
-                "mlp": {"fc": {"kernel": normal((d_model, 4 * d_model))},
-                        "proj": {"kernel": normal((4 * d_model, d_model))}}}
-            for i in range(n_layer)}
-    return {"wte": {"embedding": normal((vocab, d_model))},
-            "wpe": {"embedding": normal((context, d_model))},
-            "blocks": blocks, "ln_f": {"scale": jnp.ones(d_model)}}
+        i: {
+            "ln1": {"scale": jnp.ones(d_model)},
+            "attn": {"qkv": {"kernel": normal((d_model, 3 * d_model))}, "proj": {"kernel": normal((d_model, d_model))}},
+            "ln2": {"scale": jnp.ones(d_model)},
+            "mlp": {
+                "fc": {"kernel": normal((d_model, 4 * d_model))},
+                "proj": {"kernel": normal((4 * d_model, d_model))},
+            },
+        }
+        for i in range(n_layer)
+    }
+    return {
+        "wte": {"embedding": normal((vocab, d_model))},
+        "wpe": {"embedding": normal((context, d_model))},
+        "blocks": blocks,
+        "ln_f": {"scale": jnp.ones(d_model)},
+    }
 
 
 def optimizers(lr: float) -> dict[str, optax.GradientTransformation]:
     return {
-            "adamw (optax)": optax.adamw(lr, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1,
-                                         mask=wo.decay_mask()),
-            "lion_ar": recipes.lion_ar(lr),
-            "lion_ar_rrc": recipes.lion_ar_rrc(lr),
-            "lion_a": recipes.lion_a(lr),
-            "lion (optax)": optax.lion(lr, weight_decay=1.0, mask=wo.decay_mask()),
+        "adamw (optax)": optax.adamw(lr, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, mask=wo.decay_mask()),
+        "lion_ar": recipes.lion_ar(lr),
+        "lion_ar_rrc": recipes.lion_ar_rrc(lr),
+        "lion_a": recipes.lion_a(lr),
+        "lion (optax)": optax.lion(lr, weight_decay=1.0, mask=wo.decay_mask()),
     }
 
 
@@ -69,25 +75,31 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=50304)
     parser.add_argument("--context", type=int, default=1024)
     parser.add_argument("--json", type=str, default=None, help="write the results here")
-    parser.add_argument("--xla-cpu-fast-math", action="store_true",
-                        help="compile every step with xla_cpu_enable_fast_math (reassociation)")
+    parser.add_argument(
+        "--xla-cpu-fast-math",
+        action="store_true",
+        help="compile every step with xla_cpu_enable_fast_math (reassociation)",
+    )
     args = parser.parse_args()
 
     params = gpt2_params(jax.random.key(0), args.n_layer, args.d_model, args.vocab, args.context)
     grads = jax.tree.map(lambda p: 1e-3 * jax.random.normal(jax.random.key(1), p.shape), params)
     # Micro-batch statistics as gradient accumulation would produce them (K = 40, b = 12).
     stats = wo.MicroBatchStats(
-            jax.tree.map(lambda g: 40 * 1.5 * jnp.sum(g * g), grads), num_micro_batches=40,
-            micro_batch_size=12)
+        jax.tree.map(lambda g: 40 * 1.5 * jnp.sum(g * g), grads), num_micro_batches=40, micro_batch_size=12
+    )
     num_params = wo.count_params(params)
-    print(f"{num_params / 1e6:.1f}M parameters in {len(jax.tree.leaves(params))} tensors; "
-          f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
-          f"{platform.processor() or platform.machine()}"
-          + (", xla_cpu_enable_fast_math" if args.xla_cpu_fast_math else ""))
+    print(
+        f"{num_params / 1e6:.1f}M parameters in {len(jax.tree.leaves(params))} tensors; "
+        f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
+        f"{platform.processor() or platform.machine()}"
+        + (", xla_cpu_enable_fast_math" if args.xla_cpu_fast_math else "")
+    )
 
     options = {"xla_cpu_enable_fast_math": True} if args.xla_cpu_fast_math else None
     runs = {}
     for name, tx in optimizers(3e-4).items():
+
         @functools.partial(jax.jit, donate_argnums=(0, 1), compiler_options=options)
         def step(params, state, grads, tx=tx):
             updates, state = tx.update(grads, state, params, micro_batch_stats=stats)
@@ -112,15 +124,18 @@ def main() -> None:
     print(f"\n{'optimizer':16s} {'median ms':>10s} {'min ms':>8s} {'x adamw':>8s}")
     for name, run in runs.items():
         med = statistics.median(run["times"])
-        results[name] = {"median_s": med, "min_s": min(run["times"]), "ratio_to_adamw": med / base,
-                         "samples": len(run["times"])}
+        results[name] = {
+            "median_s": med,
+            "min_s": min(run["times"]),
+            "ratio_to_adamw": med / base,
+            "samples": len(run["times"]),
+        }
         print(f"{name:16s} {med * 1e3:10.1f} {min(run['times']) * 1e3:8.1f} {med / base:8.2f}")
     ratio = results["lion_ar"]["ratio_to_adamw"]
     print(f"\nLionAR / AdamW = {ratio:.2f} (target <= 1.3: {'met' if ratio <= 1.3 else 'NOT met'})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "num_params": num_params, "results": results}, f,
-                      indent=2)
+            json.dump({"args": vars(args), "num_params": num_params, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,18 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
-        config = load_config(args.config, [
-            f"train.steps={args.steps}", "train.eval_interval=0", f"train.log_interval={args.window}",
-            "train.checkpoint_interval=0", f"train.out_dir={out}", "train.tensorboard=false", *args.overrides,
-        ])
+        config = load_config(
+            args.config,
+            [
+                f"train.steps={args.steps}",
+                "train.eval_interval=0",
+                f"train.log_interval={args.window}",
+                "train.checkpoint_interval=0",
+                f"train.out_dir={out}",
+                "train.tensorboard=false",
+                *args.overrides,
+            ],
+        )
         trainer = Trainer(config)
         trainer.run()
         with open(os.path.join(out, "metrics.jsonl")) as f:
@@ -40,10 +48,14 @@ def main() -> None:
     steady = windows[1:] or windows
     tps = np.array([w["tokens_per_s"] for w in steady])
     mfu = np.array([w["mfu"] for w in steady])
-    print(f"config={args.config} params={trainer.num_params / 1e6:.2f}M batch={config.train.batch_size}x"
-          f"{config.train.seq_len} steps={args.steps} windows={len(steady)}")
-    print(f"tokens/s median {np.median(tps):,.0f} (min {tps.min():,.0f}, max {tps.max():,.0f}); "
-          f"MFU median {100 * np.median(mfu):.1f}%")
+    print(
+        f"config={args.config} params={trainer.num_params / 1e6:.2f}M batch={config.train.batch_size}x"
+        f"{config.train.seq_len} steps={args.steps} windows={len(steady)}"
+    )
+    print(
+        f"tokens/s median {np.median(tps):,.0f} (min {tps.min():,.0f}, max {tps.max():,.0f}); "
+        f"MFU median {100 * np.median(mfu):.1f}%"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,14 @@ def get_config() -> Config:
         model=ModelConfig(n_layer=4, n_head=4, n_embd=256, block_size=256),
         data=DataConfig(source="debian", tokenizer="bpe", bpe_vocab_size=8192),
         optim=OptimConfig(name="adamw", lr=2e-3, warmup_steps=0, cooldown_fraction=0.5),
-        train=TrainConfig(steps=2000, batch_size=16, seq_len=128, eval_interval=250, eval_batches=20,
-                          log_interval=20, checkpoint_interval=500, out_dir="runs/cpu_small"),
+        train=TrainConfig(
+            steps=2000,
+            batch_size=16,
+            seq_len=128,
+            eval_interval=250,
+            eval_batches=20,
+            log_interval=20,
+            checkpoint_interval=500,
+            out_dir="runs/cpu_small",
+        ),
     )

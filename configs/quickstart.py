@@ -17,6 +17,13 @@ def get_config():
     return dataclasses.replace(
         config,
         name="quickstart",
-        train=dataclasses.replace(config.train, steps=150, eval_interval=75, eval_batches=10, log_interval=10,
-                                  checkpoint_interval=0, out_dir="runs/quickstart"),
+        train=dataclasses.replace(
+            config.train,
+            steps=150,
+            eval_interval=75,
+            eval_batches=10,
+            log_interval=10,
+            checkpoint_interval=0,
+            out_dir="runs/quickstart",
+        ),
     )

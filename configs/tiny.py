@@ -13,6 +13,15 @@ def get_config() -> Config:
         model=ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64),
         data=DataConfig(source="debian", tokenizer="bpe", bpe_vocab_size=512),
         optim=OptimConfig(name="adamw", lr=3e-3, warmup_steps=0, cooldown_fraction=0.5),
-        train=TrainConfig(steps=20, batch_size=8, seq_len=32, eval_interval=10, eval_batches=2, log_interval=5,
-                          checkpoint_interval=10, out_dir="runs/tiny", tensorboard=True),
+        train=TrainConfig(
+            steps=20,
+            batch_size=8,
+            seq_len=32,
+            eval_interval=10,
+            eval_batches=2,
+            log_interval=5,
+            checkpoint_interval=10,
+            out_dir="runs/tiny",
+            tensorboard=True,
+        ),
     )

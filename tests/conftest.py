@@ -5,19 +5,49 @@ XLA reads XLA_FLAGS when jax initialises its backends, so this must run before j
 
 import os
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import random  # noqa: E402
 
 import pytest  # noqa: E402
 
-_WORDS = (
-    "the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches in "
-    "an old town by the river where nobody expects them to speak of warmup schedules or optimizers"
-).split()
+_WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "seven",
+    "wizards",
+    "quietly",
+    "judge",
+    "boxing",
+    "matches",
+    "in",
+    "an",
+    "old",
+    "town",
+    "by",
+    "the",
+    "river",
+    "where",
+    "nobody",
+    "expects",
+    "them",
+    "to",
+    "speak",
+    "of",
+    "warmup",
+    "schedules",
+    "or",
+    "optimizers",
+]
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +71,10 @@ def data_cache(tmp_path_factory):
 def tiny_overrides(text_corpus, data_cache, tmp_path):
     """--set overrides that point the tiny config at the test corpus and a fresh out_dir."""
     return [
-        "data.source=text_dir", f"data.path={text_corpus}", f"data.cache_dir={data_cache}",
-        "data.bpe_vocab_size=300", f"train.out_dir={tmp_path / 'run'}", "train.progress=false",
+        "data.source=text_dir",
+        f"data.path={text_corpus}",
+        f"data.cache_dir={data_cache}",
+        "data.bpe_vocab_size=300",
+        f"train.out_dir={tmp_path / 'run'}",
+        "train.progress=false",
     ]

@@ -16,8 +16,17 @@ def test_every_named_config_loads_validates_and_documents_its_launch(name):
 
 
 def test_overrides_parse_to_field_types():
-    config = load_config("tiny", ["optim.lr=3e-3", "train.steps=1e3", "model.use_bias=true",
-                                  "optim.hparams.b2=0.99", "optim.hparams.nesterov=True", "data.path=/x"])
+    config = load_config(
+        "tiny",
+        [
+            "optim.lr=3e-3",
+            "train.steps=1e3",
+            "model.use_bias=true",
+            "optim.hparams.b2=0.99",
+            "optim.hparams.nesterov=True",
+            "data.path=/x",
+        ],
+    )
     assert config.optim.lr == 3e-3 and config.train.steps == 1000 and config.model.use_bias is True
     assert config.optim.hparams == {"b2": 0.99, "nesterov": True}
     assert config.data.path == "/x"

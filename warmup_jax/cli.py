@@ -20,13 +20,22 @@ DEFAULT_CONFIG = "quickstart"
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=DEFAULT_CONFIG,
-                        help=f"a name from `warmup-jax configs` or a .py file with get_config() (default: {DEFAULT_CONFIG})")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set optim.lr=3e-3 (repeatable)")
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help=f"a name from `warmup-jax configs` or a .py file with get_config() (default: {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set optim.lr=3e-3 (repeatable)",
+    )
 
 
-def _load(args) -> "Config":  # noqa: F821
+def _load(args) -> Config:  # noqa: F821
     from warmup_jax.config import load_config
 
     overrides = list(args.overrides)

@@ -25,8 +25,18 @@ from warmup_jax.data.config import DataConfig
 from warmup_jax.errors import ConfigError, check_choice, check_range
 from warmup_jax.model.config import ModelConfig
 
-__all__ = ["Config", "ConfigError", "DataConfig", "MetricsConfig", "ModelConfig", "OptimConfig", "TrainConfig",
-           "apply_overrides", "load_config", "list_configs"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "MetricsConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "list_configs",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +84,16 @@ class TrainConfig:
     progress: bool = True  # console progress bar
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum_steps", "seq_len", "eval_batches", "log_interval",
-                     "keep_checkpoints", "mesh_fsdp"):
+        for name in (
+            "steps",
+            "batch_size",
+            "grad_accum_steps",
+            "seq_len",
+            "eval_batches",
+            "log_interval",
+            "keep_checkpoints",
+            "mesh_fsdp",
+        ):
             check_range(f"train.{name}", getattr(self, name), low=1)
         for name in ("eval_interval", "checkpoint_interval", "seed", "peak_flops_per_device"):
             check_range(f"train.{name}", getattr(self, name), low=0)
@@ -146,9 +164,7 @@ class Config:
             )
         if num_devices is not None:
             if num_devices % self.train.mesh_fsdp:
-                raise ConfigError(
-                    f"train.mesh_fsdp={self.train.mesh_fsdp} does not divide the {num_devices} devices"
-                )
+                raise ConfigError(f"train.mesh_fsdp={self.train.mesh_fsdp} does not divide the {num_devices} devices")
             micro = self.train.micro_batch_size
             if micro % num_devices or micro % process_count:
                 raise ConfigError(
@@ -161,7 +177,7 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Config":
+    def from_dict(cls, d: dict[str, Any]) -> Config:
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
         kwargs = {}

@@ -5,7 +5,8 @@ Every message names the field (or file), the bad value and what is allowed.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -19,9 +20,7 @@ class CheckpointError(RuntimeError):
 def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:
     allowed = tuple(allowed)
     if value not in allowed:
-        raise ConfigError(
-            f"{field}={value!r} is not allowed; choose one of: {', '.join(repr(a) for a in allowed)}"
-        )
+        raise ConfigError(f"{field}={value!r} is not allowed; choose one of: {', '.join(repr(a) for a in allowed)}")
 
 
 def check_range(

@@ -7,10 +7,39 @@ import pytest
 
 from warmup_jax.data import DataConfig
 
-WORDS = (
-    "the quick brown fox jumps over lazy dog while seven wizards quietly brew potent elixirs "
-    "in an old stone tower near river bank under pale moon light and every traveller listens"
-).split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "while",
+    "seven",
+    "wizards",
+    "quietly",
+    "brew",
+    "potent",
+    "elixirs",
+    "in",
+    "an",
+    "old",
+    "stone",
+    "tower",
+    "near",
+    "river",
+    "bank",
+    "under",
+    "pale",
+    "moon",
+    "light",
+    "and",
+    "every",
+    "traveller",
+    "listens",
+]
 
 
 def write_corpus(folder: Path, num_files: int = 40, seed: int = 0) -> list[Path]:

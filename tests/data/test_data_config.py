@@ -70,9 +70,7 @@ def test_debian_source_takes_no_path():
 
 
 def test_nanogpt_bin_needs_the_gpt2_tokenizer():
-    with pytest.raises(
-        ConfigError, match=r"data\.tokenizer='bpe' is not allowed with data\.source='nanogpt_bin'"
-    ):
+    with pytest.raises(ConfigError, match=r"data\.tokenizer='bpe' is not allowed with data\.source='nanogpt_bin'"):
         DataConfig(source="nanogpt_bin", path="/data/owt").validate()
     DataConfig(source="nanogpt_bin", path="/data/owt", tokenizer="gpt2").validate()
 

@@ -40,9 +40,7 @@ def test_real_debian_corpus_from_scratch(tmp_path):
 
 def test_no_apt_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus.shutil, "which", lambda tool: None)
-    with pytest.raises(
-        CorpusError, match=r"`apt-get` is not installed.*--set data.source=text_dir --set data.path="
-    ):
+    with pytest.raises(CorpusError, match=r"`apt-get` is not installed.*--set data.source=text_dir --set data.path="):
         corpus.debian_corpus(tmp_path)
     assert not (tmp_path / "corpus" / f"debian-v{corpus.DEBIAN_CORPUS_FORMAT}" / ".complete").exists()
 
@@ -62,15 +60,12 @@ def test_unknown_packages_trigger_one_apt_update(tmp_path, monkeypatch):
 
 
 def test_bible_and_jargon_parsers():
-    bible = (
-        "Header\nGe1:1 In the beginning.\nGe1:2 And the earth.\nGe2:1 Thus the heavens.\nExo1:1 Now these.\n"
-    )
+    bible = "Header\nGe1:1 In the beginning.\nGe1:2 And the earth.\nGe2:1 Thus the heavens.\nExo1:1 Now these.\n"
     chapters = list(bible_chapters(bible))
     assert [c[0] for c in chapters] == ["01-Genesis/001", "01-Genesis/002", "02-Exodus/001"]
     assert chapters[0][1] == "Genesis 1\n\n1 In the beginning.\n2 And the earth.\n"
     jargon = (
-        "Title\n\n   :foo: n.\n\n   A thing.\n\n   :bar:\n\n   Another.\n\n"
-        "Appendix\u00a0A.\u00a0Folklore\n\nStories.\n"
+        "Title\n\n   :foo: n.\n\n   A thing.\n\n   :bar:\n\n   Another.\n\nAppendix\u00a0A.\u00a0Folklore\n\nStories.\n"
     )
     entries = [text for _, text in jargon_entries(jargon)]
     assert entries == [

@@ -16,9 +16,7 @@ def _doc_ids(source):
 def test_text_dir_splits_are_disjoint_and_cover_the_folder(text_config, text_folder):
     splits = open_text_splits(text_config)
     train, val = set(_doc_ids(splits.train)), set(_doc_ids(splits.validation))
-    files = {
-        str(p.relative_to(text_folder)) for p in text_folder.rglob("*") if p.suffix in (".txt", ".md", ".rst")
-    }
+    files = {str(p.relative_to(text_folder)) for p in text_folder.rglob("*") if p.suffix in (".txt", ".md", ".rst")}
     assert train and val
     assert not train & val
     assert train | val == files  # ignored.bin is not a document

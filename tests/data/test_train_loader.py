@@ -48,9 +48,7 @@ def test_batches_are_shuffled_windows_of_the_stream():
     assert batch.shape == (8, L + 1) and batch.dtype == np.int32
     for row in batch:
         assert row[0] % L == 0  # starts on a window boundary
-        np.testing.assert_array_equal(
-            row, np.arange(row[0], row[0] + L + 1)
-        )  # targets = inputs shifted by one
+        np.testing.assert_array_equal(row, np.arange(row[0], row[0] + L + 1))  # targets = inputs shifted by one
     assert not np.all(np.diff(batch[:, 0]) == L)  # not in stream order
 
 
@@ -108,9 +106,7 @@ def test_resume_on_another_number_of_processes():
 
 
 def test_batch_not_divisible_by_processes():
-    with pytest.raises(
-        ValueError, match="global_batch_size=6 must be a positive multiple of process_count=4"
-    ):
+    with pytest.raises(ValueError, match="global_batch_size=6 must be a positive multiple of process_count=4"):
         loader(batch=6, process_count=4)
 
 

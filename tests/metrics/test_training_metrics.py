@@ -20,14 +20,27 @@ def runs(text_corpus, data_cache, tmp_path_factory):
     """Four 6-step tiny runs (2 micro-batches per step, parameters sharded over 2 of the 8 fake
     devices): metrics off, gated, every step with warmup, and gated with scanned (stacked) blocks."""
     root = tmp_path_factory.mktemp("metric_runs")
-    base = ["data.source=text_dir", f"data.path={text_corpus}", f"data.cache_dir={data_cache}",
-            "data.bpe_vocab_size=300", "train.progress=false", "train.steps=6", "train.eval_interval=0",
-            "train.log_interval=1", "train.checkpoint_interval=0", "train.batch_size=16",
-            "train.grad_accum_steps=2", "train.mesh_fsdp=2"]
+    base = [
+        "data.source=text_dir",
+        f"data.path={text_corpus}",
+        f"data.cache_dir={data_cache}",
+        "data.bpe_vocab_size=300",
+        "train.progress=false",
+        "train.steps=6",
+        "train.eval_interval=0",
+        "train.log_interval=1",
+        "train.checkpoint_interval=0",
+        "train.batch_size=16",
+        "train.grad_accum_steps=2",
+        "train.mesh_fsdp=2",
+    ]
     out = {}
-    variants = (("off", ["metrics.interval=0"]), ("gated", GATED),
-                ("warmup", ["metrics.interval=1", "optim.warmup_steps=2"]),
-                ("scanned", [*GATED, "model.scan_layers=true"]))
+    variants = (
+        ("off", ["metrics.interval=0"]),
+        ("gated", GATED),
+        ("warmup", ["metrics.interval=1", "optim.warmup_steps=2"]),
+        ("scanned", [*GATED, "model.scan_layers=true"]),
+    )
     for name, extra in variants:
         trainer = Trainer(load_config("tiny", [*base, f"train.out_dir={root / name}", *extra]))
         result = trainer.run()
@@ -53,10 +66,21 @@ def test_gated_step_compiles_once_while_metrics_switch_on_and_off(runs):
 def test_logged_metric_names_and_values(runs):
     lines = [x for x in runs["gated"]["lines"] if "loss" in x]
     first = lines[0]
-    for name in ("update_l2/blocks.0.attn.qkv.kernel", "weight_norm/wte.embedding", "relative_update/global",
-                 "angle/blocks.1.mlp.fc.kernel", "angle_neuron_rms/global", "angle/blocks.0",
-                 "rrc/blocks.1.mlp.proj", "rrc/global", "snr/blocks.0.attn.proj.kernel", "snr/global",
-                 "critical_batch/global", "grad_momentum_cos/global", "momentum_cancellation/blocks.1"):
+    for name in (
+        "update_l2/blocks.0.attn.qkv.kernel",
+        "weight_norm/wte.embedding",
+        "relative_update/global",
+        "angle/blocks.1.mlp.fc.kernel",
+        "angle_neuron_rms/global",
+        "angle/blocks.0",
+        "rrc/blocks.1.mlp.proj",
+        "rrc/global",
+        "snr/blocks.0.attn.proj.kernel",
+        "snr/global",
+        "critical_batch/global",
+        "grad_momentum_cos/global",
+        "momentum_cancellation/blocks.1",
+    ):
         assert name in first, name
     assert "angle/blocks.0.ln1.scale" not in first  # angles only for matrices
     for line in lines:
@@ -77,9 +101,13 @@ def test_scanned_layers_log_the_same_per_layer_metrics(runs):
     for a, b in zip(scanned, looped):
         assert math.isclose(a["loss"], b["loss"], rel_tol=1e-4)
     first_scanned, first_looped = scanned[0], looped[0]
-    bad = [(name, value, first_scanned[name]) for name, value in first_looped.items()
-           if "/" in name and math.isfinite(value)
-           and not math.isclose(first_scanned[name], value, rel_tol=2e-3, abs_tol=1e-6)]
+    bad = [
+        (name, value, first_scanned[name])
+        for name, value in first_looped.items()
+        if "/" in name
+        and math.isfinite(value)
+        and not math.isclose(first_scanned[name], value, rel_tol=2e-3, abs_tol=1e-6)
+    ]
     assert not bad, bad
 
 

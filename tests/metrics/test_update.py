@@ -36,12 +36,14 @@ def test_known_rotation_gives_its_angle_even_below_arccos_resolution(theta):
     got = float(um.stable_angle(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)))
     np.testing.assert_allclose(got, theta, rtol=2e-3)
     # The same angle reported by update_metrics, scaled tensors included (angles ignore norms).
-    metrics = um.update_metrics({"w": {"kernel": jnp.asarray(a, jnp.float32)}},
-                                {"w": {"kernel": jnp.asarray(3.0 * b, jnp.float32)}})
+    metrics = um.update_metrics(
+        {"w": {"kernel": jnp.asarray(a, jnp.float32)}}, {"w": {"kernel": jnp.asarray(3.0 * b, jnp.float32)}}
+    )
     np.testing.assert_allclose(float(metrics["angle/w.kernel"]), theta, rtol=2e-3)
     if theta == 1e-5:  # arccos of the float32 cosine cannot see this rotation
         cos = jnp.sum(jnp.asarray(a, jnp.float32) * jnp.asarray(b, jnp.float32)) / (
-            jnp.linalg.norm(jnp.asarray(a, jnp.float32)) * jnp.linalg.norm(jnp.asarray(b, jnp.float32)))
+            jnp.linalg.norm(jnp.asarray(a, jnp.float32)) * jnp.linalg.norm(jnp.asarray(b, jnp.float32))
+        )
         assert abs(float(jnp.arccos(jnp.clip(cos, -1, 1))) - theta) > 0.5 * theta
 
 
@@ -84,18 +86,28 @@ def test_neuron_axes_columns_of_kernels_rows_of_embeddings():
 
 def test_group_and_global_angles_are_angles_of_the_concatenation():
     rng = np.random.default_rng(3)
-    old = {"blocks": {str(i): {"attn": {"qkv": {"kernel": rng.standard_normal((8, 24))}},
-                               "mlp": {"fc": {"kernel": 0.3 * rng.standard_normal((8, 32))}}} for i in range(2)},
-           "wte": {"embedding": rng.standard_normal((10, 8))}}
+    old = {
+        "blocks": {
+            str(i): {
+                "attn": {"qkv": {"kernel": rng.standard_normal((8, 24))}},
+                "mlp": {"fc": {"kernel": 0.3 * rng.standard_normal((8, 32))}},
+            }
+            for i in range(2)
+        },
+        "wte": {"embedding": rng.standard_normal((10, 8))},
+    }
     new = jax.tree.map(lambda x: 1.1 * x + 0.05 * rng.standard_normal(x.shape), old)
     m = um.update_metrics(jax.tree.map(jnp.float32, old), jax.tree.map(jnp.float32, new))
     flat = lambda tree, keep: np.concatenate(  # noqa: E731
-        [x.ravel() for p, x in um._flatten(tree) if keep(p)])
+        [x.ravel() for p, x in um._flatten(tree) if keep(p)]
+    )
     for group, keep in (("blocks.1", lambda p: p.startswith("blocks/1/")), ("global", lambda p: True)):
         np.testing.assert_allclose(m[f"angle/{group}"], _np_angle(flat(old, keep), flat(new, keep)), rtol=1e-4)
-    np.testing.assert_allclose(m["angle/blocks.0.mlp.fc.kernel"],
-                               _np_angle(old["blocks"]["0"]["mlp"]["fc"]["kernel"],
-                                         new["blocks"]["0"]["mlp"]["fc"]["kernel"]), rtol=1e-4)
+    np.testing.assert_allclose(
+        m["angle/blocks.0.mlp.fc.kernel"],
+        _np_angle(old["blocks"]["0"]["mlp"]["fc"]["kernel"], new["blocks"]["0"]["mlp"]["fc"]["kernel"]),
+        rtol=1e-4,
+    )
 
 
 def test_rrc_of_known_delta_and_inputs():
@@ -151,19 +163,27 @@ def test_momentum_cosine_and_cancellation_match_numpy():
     mom = {"a/kernel": -0.3 * g["a"]["kernel"] + 0.1 * rng.standard_normal((4, 3)), "b/scale": rng.standard_normal(3)}
     params = jax.tree.map(jnp.float32, g)
     beta, clip = 0.9, 0.5
-    m = um.update_metrics(params, params, grads=params, first_moment={k: jnp.float32(v) for k, v in mom.items()},
-                          momentum_beta=beta, grad_clip=clip)
+    m = um.update_metrics(
+        params,
+        params,
+        grads=params,
+        first_moment={k: jnp.float32(v) for k, v in mom.items()},
+        momentum_beta=beta,
+        grad_clip=clip,
+    )
     ga, ma = g["a"]["kernel"].ravel(), mom["a/kernel"].ravel()
-    np.testing.assert_allclose(m["grad_momentum_cos/a.kernel"],
-                               ga @ ma / (np.linalg.norm(ga) * np.linalg.norm(ma)), rtol=1e-5)
+    np.testing.assert_allclose(
+        m["grad_momentum_cos/a.kernel"], ga @ ma / (np.linalg.norm(ga) * np.linalg.norm(ma)), rtol=1e-5
+    )
     all_g = np.concatenate([ga, g["b"]["scale"]])
     all_m = np.concatenate([ma, mom["b/scale"]])
     factor = min(1.0, clip / np.linalg.norm(all_g))  # the momentum saw the clipped gradient
     clipped = factor * ga
     rho = (beta * ma) @ ((1 - beta) * clipped) / np.sum(((1 - beta) * clipped) ** 2)
     np.testing.assert_allclose(m["momentum_cancellation/a.kernel"], rho, rtol=1e-4)
-    np.testing.assert_allclose(m["grad_momentum_cos/global"],
-                               all_g @ all_m / (np.linalg.norm(all_g) * np.linalg.norm(all_m)), rtol=1e-5)
+    np.testing.assert_allclose(
+        m["grad_momentum_cos/global"], all_g @ all_m / (np.linalg.norm(all_g) * np.linalg.norm(all_m)), rtol=1e-5
+    )
     # No first moment yet (m = 0 at step 1): the cosine is undefined, the cancellation is 0.
     zero = um.update_metrics(params, params, grads=params, first_moment={"a/kernel": jnp.zeros((4, 3))})
     assert np.isnan(zero["grad_momentum_cos/a.kernel"]) and zero["momentum_cancellation/a.kernel"] == 0.0
@@ -171,8 +191,10 @@ def test_momentum_cosine_and_cancellation_match_numpy():
 
 @pytest.mark.parametrize("name, found", [("adamw", True), ("lion", True), ("lion_ar", True), ("sgd", False)])
 def test_first_moment_is_found_in_optax_states(name, found):
-    params = {"blocks": {"0": {"attn": {"qkv": {"kernel": jnp.ones((4, 6))}}, "ln1": {"scale": jnp.ones(4)}}},
-              "wte": {"embedding": jnp.ones((10, 4))}}
+    params = {
+        "blocks": {"0": {"attn": {"qkv": {"kernel": jnp.ones((4, 6))}}, "ln1": {"scale": jnp.ones(4)}}},
+        "wte": {"embedding": jnp.ones((10, 4))},
+    }
     tx = optax.sgd(0.1) if name == "sgd" else available_optimizers()[name](learning_rate=1e-3)
     grads = jax.tree.map(lambda x: 0.5 * jnp.ones_like(x), params)
     _, state = tx.update(grads, tx.init(params), params)
@@ -223,12 +245,18 @@ def test_captured_dense_inputs_are_the_layer_inputs():
 
 def _per_layer_and_stacked(rng, num_layers=3):
     """A tree with per-layer blocks and the same values stored stacked (leading layer axis)."""
+
     def layer():
-        return {"attn": {"qkv": {"kernel": rng.standard_normal((6, 9)), "bias": rng.standard_normal(9)}},
-                "ln1": {"scale": rng.standard_normal(6)}}
+        return {
+            "attn": {"qkv": {"kernel": rng.standard_normal((6, 9)), "bias": rng.standard_normal(9)}},
+            "ln1": {"scale": rng.standard_normal(6)},
+        }
 
     layers = [layer() for _ in range(num_layers)]
-    per_layer = {"blocks": {str(i): t for i, t in enumerate(layers)}, "wte": {"embedding": rng.standard_normal((11, 6))}}
+    per_layer = {
+        "blocks": {str(i): t for i, t in enumerate(layers)},
+        "wte": {"embedding": rng.standard_normal((11, 6))},
+    }
     stacked = {"blocks": jax.tree.map(lambda *xs: np.stack(xs), *layers), "wte": per_layer["wte"]}
     return jax.tree.map(jnp.float32, per_layer), jax.tree.map(jnp.float32, stacked)
 
@@ -245,30 +273,53 @@ def test_stacked_layers_are_split_back_into_per_layer_names():
     # Micro-batch sums: per tensor for the per-layer tree, per layer (shape (L,)) for stacked tensors.
     sums = jax.tree.map(lambda g: 1.5 * k * jnp.sum(jnp.square(g)), grads)
     sums_stacked = {"blocks": jax.tree.map(lambda *xs: jnp.stack(xs), *sums["blocks"].values()), "wte": sums["wte"]}
-    np.testing.assert_allclose(um.sq_norms(grads_stacked, ("blocks",))["blocks/attn/qkv/kernel"],
-                               [jnp.sum(jnp.square(grads["blocks"][str(i)]["attn"]["qkv"]["kernel"])) for i in range(3)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        um.sq_norms(grads_stacked, ("blocks",))["blocks/attn/qkv/kernel"],
+        [jnp.sum(jnp.square(grads["blocks"][str(i)]["attn"]["qkv"]["kernel"])) for i in range(3)],
+        rtol=1e-6,
+    )
 
     def flat_moment(tree):
         return dict(um._flatten(tree))
 
     expected = um.update_metrics(
-        old, new, grads=grads, micro_batch_stats=MicroBatchStats(sums, k, b), first_moment=flat_moment(moment),
-        captured={f"blocks/{i}/attn/qkv": (x[i], y[i]) for i in range(3)})
+        old,
+        new,
+        grads=grads,
+        micro_batch_stats=MicroBatchStats(sums, k, b),
+        first_moment=flat_moment(moment),
+        captured={f"blocks/{i}/attn/qkv": (x[i], y[i]) for i in range(3)},
+    )
     got = um.update_metrics(
-        old_stacked, new_stacked, grads=grads_stacked, micro_batch_stats=MicroBatchStats(sums_stacked, k, b),
-        first_moment=flat_moment(moment_stacked), captured={"blocks/attn/qkv": (jnp.stack(x), jnp.stack(y))},
-        stacked=("blocks",))
+        old_stacked,
+        new_stacked,
+        grads=grads_stacked,
+        micro_batch_stats=MicroBatchStats(sums_stacked, k, b),
+        first_moment=flat_moment(moment_stacked),
+        captured={"blocks/attn/qkv": (jnp.stack(x), jnp.stack(y))},
+        stacked=("blocks",),
+    )
     assert sorted(got) == sorted(expected)
-    for name in ("update_l2/blocks.2.attn.qkv.kernel", "angle/blocks.1", "rrc/blocks.0.attn.qkv", "snr/blocks.2",
-                 "grad_momentum_cos/blocks.1.ln1.scale", "angle_neuron_rms/global"):
+    for name in (
+        "update_l2/blocks.2.attn.qkv.kernel",
+        "angle/blocks.1",
+        "rrc/blocks.0.attn.qkv",
+        "snr/blocks.2",
+        "grad_momentum_cos/blocks.1.ln1.scale",
+        "angle_neuron_rms/global",
+    ):
         assert name in got
     for name, value in expected.items():
         np.testing.assert_allclose(got[name], value, rtol=1e-5, err_msg=name)
     # Whole-stack sums cannot give per-layer SNR: refused with the reason.
     with pytest.raises(ValueError, match=r"blocks/attn/qkv/.*one sum per layer"):
-        um.update_metrics(old_stacked, new_stacked, grads=grads_stacked, stacked=("blocks",),
-                          micro_batch_stats=MicroBatchStats(jax.tree.map(jnp.sum, sums_stacked), k, b))
+        um.update_metrics(
+            old_stacked,
+            new_stacked,
+            grads=grads_stacked,
+            stacked=("blocks",),
+            micro_batch_stats=MicroBatchStats(jax.tree.map(jnp.sum, sums_stacked), k, b),
+        )
 
 
 def test_rrc_of_a_tied_output_head():
@@ -276,8 +327,11 @@ def test_rrc_of_a_tied_output_head():
     x = rng.standard_normal((30, 6))
     emb_old, emb_new = rng.standard_normal((11, 6)), rng.standard_normal((11, 6))
     expected = np.linalg.norm(x @ (emb_new - emb_old).T) / np.linalg.norm(x @ emb_old.T)
-    m = um.update_metrics({"wte": {"embedding": jnp.float32(emb_old)}}, {"wte": {"embedding": jnp.float32(emb_new)}},
-                          captured={"wte": (jnp.float32(x), None)})
+    m = um.update_metrics(
+        {"wte": {"embedding": jnp.float32(emb_old)}},
+        {"wte": {"embedding": jnp.float32(emb_new)}},
+        captured={"wte": (jnp.float32(x), None)},
+    )
     np.testing.assert_allclose(m["rrc/wte"], expected, rtol=1e-5)
 
 
@@ -308,8 +362,15 @@ def test_train_step_metrics_with_and_without_rrc(rrc_tokens):
     values = dict(zip(step.metric_names, np.asarray(out["update_metrics"])))
     rrc = sorted(name for name in values if name.startswith("rrc/"))
     if rrc_tokens:
-        assert rrc == ["rrc/blocks.0", "rrc/blocks.0.attn.proj", "rrc/blocks.0.attn.qkv", "rrc/blocks.0.mlp.fc",
-                       "rrc/blocks.0.mlp.proj", "rrc/global", "rrc/wte"]
+        assert rrc == [
+            "rrc/blocks.0",
+            "rrc/blocks.0.attn.proj",
+            "rrc/blocks.0.attn.qkv",
+            "rrc/blocks.0.mlp.fc",
+            "rrc/blocks.0.mlp.proj",
+            "rrc/global",
+            "rrc/wte",
+        ]
         assert all(values[name] > 0 for name in rrc)
     else:
         assert rrc == [] and values["update_l2/global"] > 0

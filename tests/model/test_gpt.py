@@ -90,8 +90,14 @@ def test_logits_equal_hugging_face_gpt2(fields):
     )
     hf_model = transformers.GPT2LMHeadModel(
         transformers.GPT2Config(
-            n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, n_positions=cfg.block_size,
-            vocab_size=cfg.vocab_size, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            n_embd=cfg.n_embd,
+            n_positions=cfg.block_size,
+            vocab_size=cfg.vocab_size,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
         )
     ).eval()
     state = {k: torch.from_numpy(v.copy()) for k, v in hf.to_hf_state_dict(params, cfg).items()}
@@ -106,7 +112,7 @@ def test_logits_equal_hugging_face_gpt2(fields):
     assert np.max(np.abs(ours - expected)) <= 1e-4
 
     back = hf.from_hf_state_dict(hf_model.state_dict(), cfg)
-    params["wte"]["embedding"] = params["wte"]["embedding"].at[cfg.vocab_size:].set(0.0)  # padding rows
+    params["wte"]["embedding"] = params["wte"]["embedding"].at[cfg.vocab_size :].set(0.0)  # padding rows
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), params, back)
 
 
@@ -116,7 +122,7 @@ def test_safetensors_round_trip(tmp_path):
     hf.save_hf_checkpoint(str(tmp_path), params, cfg)
     loaded_cfg, loaded = hf.load_hf_checkpoint(str(tmp_path))
     assert loaded_cfg == cfg
-    params["wte"]["embedding"] = params["wte"]["embedding"].at[cfg.vocab_size:].set(0.0)  # padding rows
+    params["wte"]["embedding"] = params["wte"]["embedding"].at[cfg.vocab_size :].set(0.0)  # padding rows
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), params, loaded)
 
 
@@ -164,5 +170,5 @@ def test_hf_conversion_of_scanned_layers_round_trips():
     state = hf.to_hf_state_dict(params, cfg)
     assert "transformer.h.1.mlp.c_fc.weight" in state
     back = hf.from_hf_state_dict(state, cfg)
-    params["wte"]["embedding"] = params["wte"]["embedding"].at[cfg.vocab_size:].set(0.0)  # padding rows
+    params["wte"]["embedding"] = params["wte"]["embedding"].at[cfg.vocab_size :].set(0.0)  # padding rows
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), params, back)

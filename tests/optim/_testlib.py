@@ -14,25 +14,28 @@ def tiny_params(key: jax.Array, dtype: Any = jnp.float32, scale: float = 0.02) -
     k = jax.random.split(key, 4)
     normal = lambda kk, shape: (scale * jax.random.normal(kk, shape)).astype(dtype)  # noqa: E731
     return {
-            "blocks": {0: {
-                    "attn": {"qkv": {"kernel": normal(k[0], (8, 24))}},
-                    "mlp": {"fc": {"kernel": normal(k[1], (8, 16))}},
-                    "ln1": {"scale": jnp.ones((8,), dtype)},
-            }},
-            "wte": {"embedding": normal(k[2], (16, 8))},
+        "blocks": {
+            0: {
+                "attn": {"qkv": {"kernel": normal(k[0], (8, 24))}},
+                "mlp": {"fc": {"kernel": normal(k[1], (8, 16))}},
+                "ln1": {"scale": jnp.ones((8,), dtype)},
+            }
+        },
+        "wte": {"embedding": normal(k[2], (16, 8))},
     }
 
 
 def random_like(key: jax.Array, tree: Any, scale: float = 1.0) -> Any:
     leaves, treedef = jax.tree.flatten(tree)
     keys = jax.random.split(key, len(leaves))
-    return treedef.unflatten([(scale * jax.random.normal(kk, x.shape)).astype(x.dtype)
-                              for kk, x in zip(keys, leaves)])
+    return treedef.unflatten([(scale * jax.random.normal(kk, x.shape)).astype(x.dtype) for kk, x in zip(keys, leaves)])
 
 
-def micro_batch_stats(grads: Any, num_micro_batches: int = 4, micro_batch_size: int = 3,
-                      noise: float = 2.0) -> wo.MicroBatchStats:
+def micro_batch_stats(
+    grads: Any, num_micro_batches: int = 4, micro_batch_size: int = 3, noise: float = 2.0
+) -> wo.MicroBatchStats:
     """Statistics consistent with ``grads`` plus extra per-micro-batch noise of relative size."""
+
     def sum_sq(g):
         return num_micro_batches * (1.0 + noise) * jnp.sum(jnp.square(g.astype(jnp.float32)))
 

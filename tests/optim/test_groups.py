@@ -44,7 +44,6 @@ def test_first_matching_rule_wins():
 
 
 class _Tiny(nnx.Module):
-
     def __init__(self, rngs: nnx.Rngs):
         self.fc = nnx.Linear(16, 8, use_bias=True, rngs=rngs)
         self.ln = nnx.LayerNorm(8, rngs=rngs)
@@ -96,9 +95,11 @@ def test_rules_and_recipes_on_nnx_state_match_plain_dicts():
     after = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), after, pure)
     # Rotational kernels kept their column norms; the LayerNorm gain moved freely.
-    np.testing.assert_allclose(jnp.linalg.norm(after["fc"]["kernel"], axis=0),
-                               jnp.linalg.norm(nnx.to_pure_dict(params)["fc"]["kernel"], axis=0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        jnp.linalg.norm(after["fc"]["kernel"], axis=0),
+        jnp.linalg.norm(nnx.to_pure_dict(params)["fc"]["kernel"], axis=0),
+        rtol=1e-5,
+    )
 
 
 def _replace(state, pure):
@@ -114,5 +115,4 @@ def test_center_rotational_params_on_nnx_state():
     centred = wo.center_rotational_params(state, rules=RULES)
     kernel = nnx.to_pure_dict(centred)["fc"]["kernel"]
     np.testing.assert_allclose(jnp.mean(kernel, axis=0), 0.0, atol=1e-6)
-    np.testing.assert_array_equal(nnx.to_pure_dict(centred)["ln"]["scale"],
-                                  nnx.to_pure_dict(state)["ln"]["scale"])
+    np.testing.assert_array_equal(nnx.to_pure_dict(centred)["ln"]["scale"], nnx.to_pure_dict(state)["ln"]["scale"])

@@ -14,8 +14,16 @@ from warmup_jax.optim import recipes
 from . import _testlib
 
 EXPECTED_NAMES = {
-        "adamw", "lion", "lion_a", "lion_a_fast_momentum", "lion_ar", "lion_ar_rrc",
-        "lion_ar_fast_momentum", "adamw_rotational", "gi_adam", "radam",
+    "adamw",
+    "lion",
+    "lion_a",
+    "lion_a_fast_momentum",
+    "lion_ar",
+    "lion_ar_rrc",
+    "lion_ar_fast_momentum",
+    "adamw_rotational",
+    "gi_adam",
+    "radam",
 }
 NDIM_MASK = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # noqa: E731
 TOKENS = jnp.array([1, 3, 3, 7, 0, 15, 2, 9, 4, 5, 6, 8, 10, 11, 12, 13, 14])  # every row
@@ -49,13 +57,15 @@ def _assert_same_trajectory(tx_a, tx_b, params, rtol=0.0, extra=None, steps=10, 
     start = params
     for i in range(steps):
         if jit:
-            params, state_a, state_b, updates_a, updates_b = jax.jit(step)(
-                    params, state_a, state_b)
+            params, state_a, state_b, updates_a, updates_b = jax.jit(step)(params, state_a, state_b)
         else:
             with jax.disable_jit():
                 params, state_a, state_b, updates_a, updates_b = step(params, state_a, state_b)
-        jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=rtol, atol=0,
-                                       err_msg=f"step {i + 1}"), updates_a, updates_b)
+        jax.tree.map(
+            functools.partial(np.testing.assert_allclose, rtol=rtol, atol=0, err_msg=f"step {i + 1}"),
+            updates_a,
+            updates_b,
+        )
     # The run moved: the comparison is not between two frozen copies.
     assert not np.allclose(params["wte"]["embedding"], start["wte"]["embedding"])
 
@@ -84,29 +94,28 @@ def test_registry_names_and_errors():
 
 
 def test_adamw_and_lion_recipes_are_optax():
-    _assert_same_trajectory(recipes.adamw(1e-2),
-                            optax.adamw(1e-2, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1,
-                                        mask=NDIM_MASK), PARAMS)
-    _assert_same_trajectory(recipes.lion(1e-3), optax.lion(1e-3, weight_decay=1.0,
-                                                           mask=NDIM_MASK), PARAMS)
+    _assert_same_trajectory(
+        recipes.adamw(1e-2), optax.adamw(1e-2, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, mask=NDIM_MASK), PARAMS
+    )
+    _assert_same_trajectory(recipes.lion(1e-3), optax.lion(1e-3, weight_decay=1.0, mask=NDIM_MASK), PARAMS)
     _assert_same_trajectory(recipes.gi_adam(1e-2), recipes.adamw(1e-2), PARAMS)
-    _assert_same_trajectory(recipes.radam(1e-2, weight_decay=0.0),
-                            optax.radam(1e-2, b1=0.9, b2=0.95, eps=1e-8), PARAMS)
+    _assert_same_trajectory(recipes.radam(1e-2, weight_decay=0.0), optax.radam(1e-2, b1=0.9, b2=0.95, eps=1e-8), PARAMS)
 
 
 def test_lion_a_without_zero_entries_is_lion():
-    _assert_same_trajectory(recipes.lion_a(1e-3), optax.lion(1e-3, weight_decay=1.0,
-                                                             mask=NDIM_MASK), PARAMS)
+    _assert_same_trajectory(recipes.lion_a(1e-3), optax.lion(1e-3, weight_decay=1.0, mask=NDIM_MASK), PARAMS)
     _assert_same_trajectory(
-            recipes.lion_a_fast_momentum(1e-3, beta=0.9, nesterov=False,
-                                         inverse_bias_correction=None),
-            optax.lion(1e-3, b1=0.9, b2=0.9, weight_decay=1.0, mask=NDIM_MASK), PARAMS)
+        recipes.lion_a_fast_momentum(1e-3, beta=0.9, nesterov=False, inverse_bias_correction=None),
+        optax.lion(1e-3, b1=0.9, b2=0.9, weight_decay=1.0, mask=NDIM_MASK),
+        PARAMS,
+    )
 
 
 def test_rotational_recipes_without_rotational_tensors_are_optax():
     mask = wo.decay_mask(ALL_DECAY_RULES)
-    _assert_same_trajectory(recipes.lion_ar(1e-3, rules=ALL_DECAY_RULES),
-                            optax.lion(1e-3, weight_decay=1.0, mask=mask), PARAMS)
+    _assert_same_trajectory(
+        recipes.lion_ar(1e-3, rules=ALL_DECAY_RULES), optax.lion(1e-3, weight_decay=1.0, mask=mask), PARAMS
+    )
     adamw_rotational = recipes.adamw_rotational(1e-2, rules=ALL_DECAY_RULES)
     adamw = optax.adamw(1e-2, b1=0.9, b2=0.95, weight_decay=0.1, mask=mask)
     _assert_same_trajectory(adamw_rotational, adamw, PARAMS, jit=False)
@@ -116,11 +125,15 @@ def test_rotational_recipes_without_rotational_tensors_are_optax():
 def test_rrc_off_and_fast_momentum_off_reduce_to_lion_ar():
     grads = jax.grad(_loss)(PARAMS)
     single = wo.MicroBatchStats(jax.tree.map(lambda g: jnp.sum(g * g), grads), 1, 8)
-    _assert_same_trajectory(recipes.lion_ar_rrc(1e-3), recipes.lion_ar(1e-3), PARAMS,
-                            extra={"micro_batch_stats": single})
     _assert_same_trajectory(
-            recipes.lion_ar_fast_momentum(1e-3, beta=0.9, inverse_bias_correction=None),
-            recipes.lion_ar(1e-3, b1=0.81, b2=0.9), PARAMS, rtol=1e-6)
+        recipes.lion_ar_rrc(1e-3), recipes.lion_ar(1e-3), PARAMS, extra={"micro_batch_stats": single}
+    )
+    _assert_same_trajectory(
+        recipes.lion_ar_fast_momentum(1e-3, beta=0.9, inverse_bias_correction=None),
+        recipes.lion_ar(1e-3, b1=0.81, b2=0.9),
+        PARAMS,
+        rtol=1e-6,
+    )
 
 
 def test_lion_ar_rrc_needs_stats_and_scales_down():
@@ -151,8 +164,12 @@ def test_gi_adam_init_sets_second_moment_and_first_step():
             decay = wd * p if p.ndim >= 2 else 0.0
             return -lr * (m_hat / (np.sqrt(v_hat) + eps) + decay)
 
-        jax.tree.map(lambda u, a, b, c: np.testing.assert_allclose(u, expected(a, b, c),
-                                                                   rtol=2e-5, atol=1e-9),
-                     updates, g0, g1, PARAMS)
+        jax.tree.map(
+            lambda u, a, b, c: np.testing.assert_allclose(u, expected(a, b, c), rtol=2e-5, atol=1e-9),
+            updates,
+            g0,
+            g1,
+            PARAMS,
+        )
     with pytest.raises(ValueError, match="ScaleByAdamState"):
         wo.gi_adam_init(recipes.lion(1e-3), PARAMS, g0)

@@ -22,8 +22,7 @@ FAST_MATH = {"xla_cpu_enable_fast_math": True}
 def _run(tx, params, steps, key, extra=None, compiler_options=None):
     """Applies ``steps`` updates with fresh random gradients; yields (before, after, state)."""
     state = tx.init(params)
-    update = jax.jit(lambda g, s, p: tx.update(g, s, p, **(extra or {})),
-                     compiler_options=compiler_options)
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, **(extra or {})), compiler_options=compiler_options)
     for i in range(steps):
         grads = _testlib.random_like(jax.random.fold_in(key, i), params)
         updates, state = update(grads, state, params)
@@ -32,40 +31,39 @@ def _run(tx, params, steps, key, extra=None, compiler_options=None):
         params = new_params
 
 
-@pytest.mark.parametrize("exact_angle,compiler_options",
-                         [(False, None), (True, None), (False, FAST_MATH)])
+@pytest.mark.parametrize("exact_angle,compiler_options", [(False, None), (True, None), (False, FAST_MATH)])
 def test_every_neuron_turns_by_the_target_angle_and_keeps_its_norm(exact_angle, compiler_options):
     key = jax.random.key(0)
     params = {
-            "fc": {"kernel": jax.random.normal(key, (20, 7))},  # neurons: columns
-            "wte": {"embedding": jax.random.normal(jax.random.fold_in(key, 1), (9, 18))},  # rows
-            "stacked": {"kernel": jax.random.normal(jax.random.fold_in(key, 2), (3, 16, 4))},
+        "fc": {"kernel": jax.random.normal(key, (20, 7))},  # neurons: columns
+        "wte": {"embedding": jax.random.normal(jax.random.fold_in(key, 1), (9, 18))},  # rows
+        "stacked": {"kernel": jax.random.normal(jax.random.fold_in(key, 2), (3, 16, 4))},
     }
     axes = {"fc": (0,), "wte": (1,), "stacked": (1,)}
     lr, wd, b1, b2 = 1e-3, 1.0, 0.9, 0.99
     tx = wo.scale_by_rotational(
-            optax.scale_by_lion(b1, b2), lr, weight_decay=wd,
-            equilibrium=functools.partial(wo.lion_equilibrium_angle, b1=b1, b2=b2),
-            exact_angle=exact_angle)
+        optax.scale_by_lion(b1, b2),
+        lr,
+        weight_decay=wd,
+        equilibrium=functools.partial(wo.lion_equilibrium_angle, b1=b1, b2=b2),
+        exact_angle=exact_angle,
+    )
     eta_r = float(wo.lion_equilibrium_angle(lr, wd, b1, b2))
     target = eta_r if exact_angle else np.arctan(eta_r)
-    init_norms = {k: _testlib.neuron_norms(jax.tree.leaves(v)[0], axes[k])
-                  for k, v in params.items()}
+    init_norms = {k: _testlib.neuron_norms(jax.tree.leaves(v)[0], axes[k]) for k, v in params.items()}
     for before, after, _ in _run(tx, params, 10, key, compiler_options=compiler_options):
         for name, ax in axes.items():
             w0, w1 = jax.tree.leaves(before[name])[0], jax.tree.leaves(after[name])[0]
             angles = _testlib.neuron_angles(w0, w1, ax)
             np.testing.assert_allclose(angles, target, atol=ANGLE_TOL, err_msg=name)
-            np.testing.assert_allclose(_testlib.neuron_norms(w1, ax), init_norms[name],
-                                       rtol=NORM_TOL, err_msg=name)
+            np.testing.assert_allclose(_testlib.neuron_norms(w1, ax), init_norms[name], rtol=NORM_TOL, err_msg=name)
 
 
 def test_step_factors_scale_the_angle():
     key = jax.random.key(1)
     params = {"k": jax.random.normal(key, (16, 8))}
     beta, eta_r = 0.9, 0.02
-    tx = wo.scale_by_rotational(optax.scale_by_adam(), eta_r,
-                                step_factors=[wo.inverse_bias_correction_factor(beta)])
+    tx = wo.scale_by_rotational(optax.scale_by_adam(), eta_r, step_factors=[wo.inverse_bias_correction_factor(beta)])
     for t, (before, after, _) in enumerate(_run(tx, params, 5, key), start=1):
         angles = _testlib.neuron_angles(before["k"], after["k"], (0,))
         np.testing.assert_allclose(angles, np.arctan(eta_r * (1 - beta**t)), atol=ANGLE_TOL)
@@ -81,8 +79,9 @@ def test_ema_normalization_is_exact_at_step_one_only():
     np.testing.assert_allclose(first, np.arctan(eta_r), atol=ANGLE_TOL)
     later = _testlib.neuron_angles(runs[-1][0]["k"], runs[-1][1]["k"], (0,))
     assert np.max(np.abs(later - np.arctan(eta_r))) > 1e-4  # it drifts, as REQ's does
-    np.testing.assert_allclose(_testlib.neuron_norms(runs[-1][1]["k"], (0,)),
-                               _testlib.neuron_norms(params["k"], (0,)), rtol=NORM_TOL)
+    np.testing.assert_allclose(
+        _testlib.neuron_norms(runs[-1][1]["k"], (0,)), _testlib.neuron_norms(params["k"], (0,)), rtol=NORM_TOL
+    )
 
 
 def test_zero_neurons_and_zero_directions_are_left_alone():
@@ -108,15 +107,12 @@ def test_direct_angular_step_and_schedule():
 
 def test_equilibrium_formulas():
     lr, wd = 6e-3, 0.1
-    np.testing.assert_allclose(wo.adamw_equilibrium_angle(lr, wd, 0.9),
-                               np.sqrt(2 * lr * wd * 0.1 / 1.9), rtol=1e-6)
-    np.testing.assert_allclose(wo.sgdm_equilibrium_angle(lr, wd, 0.9),
-                               np.sqrt(2 * lr * wd / 1.9), rtol=1e-6)
+    np.testing.assert_allclose(wo.adamw_equilibrium_angle(lr, wd, 0.9), np.sqrt(2 * lr * wd * 0.1 / 1.9), rtol=1e-6)
+    np.testing.assert_allclose(wo.sgdm_equilibrium_angle(lr, wd, 0.9), np.sqrt(2 * lr * wd / 1.9), rtol=1e-6)
     expected = np.sqrt(np.pi / 2) * np.sqrt(2 * lr * wd) * np.sqrt(0.01 + 0.81 * 0.01 / 1.99)
     np.testing.assert_allclose(wo.lion_equilibrium_angle(lr, wd, 0.9, 0.99), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="weight_decay"):
-        wo.scale_by_rotational(optax.scale_by_lion(), 1e-3, weight_decay=0.0,
-                               equilibrium=wo.lion_equilibrium_angle)
+        wo.scale_by_rotational(optax.scale_by_lion(), 1e-3, weight_decay=0.0, equilibrium=wo.lion_equilibrium_angle)
 
 
 def test_dimension_numbers_defaults_and_validation():
@@ -125,8 +121,7 @@ def test_dimension_numbers_defaults_and_validation():
     assert wo.neuron_axes("blocks/attn/qkv/kernel", (12, 8, 24)) == (1,)
     assert wo.neuron_axes("ln/scale", (8,)) == (0,)
     x = jnp.ones((4, 3))
-    tx = wo.scale_by_rotational(optax.identity(), 0.1,
-                                dimension_numbers=wo.NeuronDimensionNumbers(0, 0))
+    tx = wo.scale_by_rotational(optax.identity(), 0.1, dimension_numbers=wo.NeuronDimensionNumbers(0, 0))
     with pytest.raises(ValueError, match="overlap"):
         tx.init({"k": x})
     tx = wo.scale_by_rotational(optax.identity(), 0.1, dimension_numbers="tensor")
@@ -144,22 +139,22 @@ def test_center_rotational_params():
     c_kernel, c_emb = centred["blocks"][0]["mlp"]["fc"]["kernel"], centred["wte"]["embedding"]
     np.testing.assert_allclose(jnp.mean(c_kernel, axis=0), 0.0, atol=1e-7)
     np.testing.assert_allclose(jnp.mean(c_emb, axis=1), 0.0, atol=1e-7)
-    np.testing.assert_allclose(_testlib.neuron_norms(c_kernel, (0,)),
-                               _testlib.neuron_norms(kernel, (0,)), rtol=1e-6)
-    np.testing.assert_allclose(_testlib.neuron_norms(c_emb, (1,)),
-                               _testlib.neuron_norms(emb, (1,)), rtol=1e-6)
+    np.testing.assert_allclose(_testlib.neuron_norms(c_kernel, (0,)), _testlib.neuron_norms(kernel, (0,)), rtol=1e-6)
+    np.testing.assert_allclose(_testlib.neuron_norms(c_emb, (1,)), _testlib.neuron_norms(emb, (1,)), rtol=1e-6)
     np.testing.assert_array_equal(centred["blocks"][0]["ln1"]["scale"], jnp.arange(8.0))
 
 
 # --- A NumPy reference of LionAR, written from METHODS.md §2.6 (rows are neurons). -------------
 
+
 def _reference_lion_ar(params, grads_seq, *, lr, wd, b1, b2, normalization, ema=0.9):
     """float64 LionAR: rotational Lion on ndim >= 2 tensors, plain Lion (no decay) on 1-D."""
-    eta_r = np.sqrt(np.pi / 2) * np.sqrt(2 * lr * wd) * np.sqrt(
-            (1 - b1) ** 2 + b1**2 * (1 - b2) / (1 + b2))
+    eta_r = np.sqrt(np.pi / 2) * np.sqrt(2 * lr * wd) * np.sqrt((1 - b1) ** 2 + b1**2 * (1 - b2) / (1 + b2))
     # Flax kernels are (in, out): neurons are columns; transpose them to rows here.
-    rows = {k: (np.asarray(v, np.float64).T if k.endswith("kernel") else
-                np.asarray(v, np.float64)) for k, v in params.items()}
+    rows = {
+        k: (np.asarray(v, np.float64).T if k.endswith("kernel") else np.asarray(v, np.float64))
+        for k, v in params.items()
+    }
     mom = {k: np.zeros_like(v) for k, v in rows.items()}
     radius = {k: np.linalg.norm(v, axis=-1, keepdims=True) for k, v in rows.items() if v.ndim == 2}
     q = {k: np.zeros_like(r) for k, r in radius.items()}
@@ -188,30 +183,29 @@ def _reference_lion_ar(params, grads_seq, *, lr, wd, b1, b2, normalization, ema=
     return history
 
 
-@pytest.mark.parametrize("normalization,compiler_options",
-                         [("exact", None), ("ema", None), ("exact", FAST_MATH)])
+@pytest.mark.parametrize("normalization,compiler_options", [("exact", None), ("ema", None), ("exact", FAST_MATH)])
 def test_lion_ar_matches_numpy_reference(normalization, compiler_options):
     key = jax.random.key(5)
     keys = jax.random.split(key, 3)
     params = {
-            "fc/kernel": jax.random.normal(keys[0], (10, 6)),
-            "wte/embedding": jax.random.normal(keys[1], (7, 10)),
-            "ln/scale": jnp.ones(6),
+        "fc/kernel": jax.random.normal(keys[0], (10, 6)),
+        "wte/embedding": jax.random.normal(keys[1], (7, 10)),
+        "ln/scale": jnp.ones(6),
     }
     params = wo.center_rotational_params(params)  # REQ-compatible: centred before init
     grads_seq = [_testlib.random_like(jax.random.fold_in(keys[2], i), params) for i in range(20)]
     lr, wd, b1, b2 = 2e-3, 1.0, 0.9, 0.99
     tx = recipes.lion_ar(lr, b1=b1, b2=b2, weight_decay=wd, normalization=normalization)
-    reference = _reference_lion_ar(params, grads_seq, lr=lr, wd=wd, b1=b1, b2=b2,
-                                   normalization=normalization)
+    reference = _reference_lion_ar(params, grads_seq, lr=lr, wd=wd, b1=b1, b2=b2, normalization=normalization)
     state = tx.init(params)
     update = jax.jit(tx.update, compiler_options=compiler_options)
     for step, grads in enumerate(grads_seq):
         updates, state = update(grads, state, params)
         params = optax.apply_updates(params, updates)
         for name in params:
-            np.testing.assert_allclose(params[name], reference[step][name], atol=2e-5, rtol=0,
-                                       err_msg=f"{name} at step {step + 1}")
+            np.testing.assert_allclose(
+                params[name], reference[step][name], atol=2e-5, rtol=0, err_msg=f"{name} at step {step + 1}"
+            )
 
 
 def test_tensor_chain_token_leaves_values_bit_exact():
@@ -220,6 +214,7 @@ def test_tensor_chain_token_leaves_values_bit_exact():
     (Subnormals are left out: XLA:CPU flushes them in any arithmetic.)
     """
     from warmup_jax.optim import rotational as rotational_lib
+
     x = jnp.array([0.0, -0.0, 1.5, -2.0, jnp.inf, -jnp.inf, jnp.nan, 3e38], jnp.float32)
     for t in (0.0, -3.0, 7.0, jnp.inf, -jnp.inf, jnp.nan):
         y = jax.jit(rotational_lib._after)(x, jnp.float32(t))

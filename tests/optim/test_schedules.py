@@ -15,8 +15,7 @@ def test_polynomial_warmup_values():
     np.testing.assert_allclose(schedule(5), 0.1 + 0.9 * 0.25, rtol=1e-6)
     np.testing.assert_allclose(schedule(10), 1.0, rtol=1e-6)
     np.testing.assert_allclose(schedule(50), 1.0, rtol=1e-6)
-    decay = wo.polynomial_warmup_schedule(0.0, 1.0, 4,
-                                          after_warmup=optax.linear_schedule(1.0, 0.0, 10))
+    decay = wo.polynomial_warmup_schedule(0.0, 1.0, 4, after_warmup=optax.linear_schedule(1.0, 0.0, 10))
     np.testing.assert_allclose([decay(t) for t in (2, 4, 9, 14)], [0.5, 1.0, 0.5, 0.0], atol=1e-6)
     # eta_init above the target: no warmup at all.
     flat = wo.polynomial_warmup_schedule(2.0, 1.0, 10)
@@ -33,14 +32,14 @@ def test_porian_warmup_and_param_count():
         wo.porian_warmup_steps(0, 5)
 
 
-def _quadratic(curvatures, key=jax.random.key(0)):
+def _quadratic(curvatures, seed=0):
     """L(x) = x^T H x / 2 with H = Q diag(curvatures) Q^T, started on the top eigenvector.
 
     Along an eigenvector a gradient step multiplies x by (1 - eta lambda): the loss rises exactly
     when eta > 2 / lambda.
     """
     lam = jnp.asarray(curvatures, jnp.float32)
-    q, _ = jnp.linalg.qr(jax.random.normal(key, (lam.size, lam.size)))
+    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(seed), (lam.size, lam.size)))
     hessian = (q * lam) @ q.T
     params = {"x": q[:, jnp.argmax(lam)]}
     return params, lambda p: 0.5 * p["x"] @ hessian @ p["x"]
@@ -53,8 +52,7 @@ def test_catapult_finder_returns_two_over_lambda_max_for_gd():
     eta_c = 2.0 / lam_max
     found = wo.find_catapult_lr(loss, params, optax.sgd, initial_lr=1e-3)
     assert eta_c < found <= 2 * eta_c  # the doubling brackets it
-    refined = wo.find_catapult_lr(loss, params, optax.sgd, initial_lr=1e-3,
-                                  num_bisection_steps=30)
+    refined = wo.find_catapult_lr(loss, params, optax.sgd, initial_lr=1e-3, num_bisection_steps=30)
     np.testing.assert_allclose(refined, eta_c, rtol=1e-4)
     np.testing.assert_array_equal(params["x"], start)  # trial steps were discarded
 

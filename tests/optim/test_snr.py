@@ -71,8 +71,7 @@ def test_global_is_sum_of_per_tensor():
 def test_rrc_factor_forms_and_clamp():
     np.testing.assert_allclose(snr.rrc_factor(0.0, 480), 1.0)
     np.testing.assert_allclose(snr.rrc_factor(1.0, 3), 0.5)
-    np.testing.assert_allclose(snr.rrc_factor(1.0, 3, form="gain", gain_ratio=2.0),
-                               np.sqrt(4.0 / 13.0), rtol=1e-6)
+    np.testing.assert_allclose(snr.rrc_factor(1.0, 3, form="gain", gain_ratio=2.0), np.sqrt(4.0 / 13.0), rtol=1e-6)
     np.testing.assert_allclose(snr.rrc_factor(1e6, 480, clamp=(1e-3, 1.0)), 1e-3)
     with pytest.raises(ValueError, match="gain_ratio"):
         snr.rrc_factor(1.0, 3, form="gain")
@@ -115,7 +114,8 @@ def test_single_micro_batch_gives_factor_one_and_no_estimate():
     stats = wo.MicroBatchStats({"w": jnp.asarray(1.5)}, 1, 8)
     tx = _rrc_tx()
     updates, state = jax.jit(lambda g, s, p: tx.update(g, s, p, micro_batch_stats=stats))(
-            grads, tx.init(params), params)
+        grads, tx.init(params), params
+    )
     np.testing.assert_array_equal(updates["w"], grads["w"])
     snr_state = state.factor_states[0]
     assert int(snr_state.count) == 0
@@ -127,13 +127,10 @@ def test_stats_matched_by_path_inside_partition():
     params = _testlib.tiny_params(key)
     grads = _testlib.random_like(key, params)
     stats = _testlib.micro_batch_stats(grads)  # holds every tensor, incl. the masked-out ones
-    tx = wo.partition({wo.ROTATIONAL: _rrc_tx(), wo.DECAY: optax.identity(),
-                       wo.NO_DECAY: optax.identity()})
+    tx = wo.partition({wo.ROTATIONAL: _rrc_tx(), wo.DECAY: optax.identity(), wo.NO_DECAY: optax.identity()})
     updates, _ = tx.update(grads, tx.init(params), params, micro_batch_stats=stats)
-    np.testing.assert_array_equal(updates["blocks"][0]["ln1"]["scale"],
-                                  grads["blocks"][0]["ln1"]["scale"])
-    assert float(jnp.max(jnp.abs(updates["wte"]["embedding"]))) < float(
-            jnp.max(jnp.abs(grads["wte"]["embedding"])))
+    np.testing.assert_array_equal(updates["blocks"][0]["ln1"]["scale"], grads["blocks"][0]["ln1"]["scale"])
+    assert float(jnp.max(jnp.abs(updates["wte"]["embedding"]))) < float(jnp.max(jnp.abs(grads["wte"]["embedding"])))
 
 
 def test_clipping_with_rescaled_stats_keeps_phi():
@@ -144,6 +141,5 @@ def test_clipping_with_rescaled_stats_keeps_phi():
     assert float(clip) < 1.0
     clipped = jax.tree.map(lambda g: g * clip, grads)
     noise, signal = snr.global_noise_and_signal(grads, stats)
-    c_noise, c_signal = snr.global_noise_and_signal(
-            clipped, snr.rescale_micro_batch_stats(stats, clip))
+    c_noise, c_signal = snr.global_noise_and_signal(clipped, snr.rescale_micro_batch_stats(stats, clip))
     np.testing.assert_allclose(snr.phi(c_signal, c_noise), snr.phi(signal, noise), rtol=1e-4)

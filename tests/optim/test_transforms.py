@@ -58,8 +58,7 @@ def test_lion_a_update_norm_is_exact(kappa):
         grads["wte"]["embedding"] = grads["wte"]["embedding"].at[:5].set(0.0)
         updates, state = tx.update(grads, state, params)
         for u in jax.tree.leaves(updates):
-            np.testing.assert_allclose(jnp.linalg.norm(u), lr * kappa * np.sqrt(u.size),
-                                       rtol=2e-6)
+            np.testing.assert_allclose(jnp.linalg.norm(u), lr * kappa * np.sqrt(u.size), rtol=2e-6)
 
 
 def test_lion_a_fast_momentum_norm_follows_ibc():
@@ -71,8 +70,7 @@ def test_lion_a_fast_momentum_norm_follows_ibc():
     for t in range(1, 6):
         grads = {"w": jax.random.normal(jax.random.fold_in(key, t), (4, 4))}
         updates, state = tx.update(grads, state, params)
-        np.testing.assert_allclose(jnp.linalg.norm(updates["w"]), lr * (1 - beta**t) * 4.0,
-                                   rtol=1e-5)
+        np.testing.assert_allclose(jnp.linalg.norm(updates["w"]), lr * (1 - beta**t) * 4.0, rtol=1e-5)
 
 
 def test_step_factors_without_factors_is_the_inner_transform():

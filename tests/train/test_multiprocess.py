@@ -45,9 +45,20 @@ def _launch(tmp_path, name, num_processes, devices, overrides):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(i), str(num_processes), str(devices), port, str(tmp_path / name),
-             json.dumps(overrides)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            [
+                sys.executable,
+                str(script),
+                str(i),
+                str(num_processes),
+                str(devices),
+                port,
+                str(tmp_path / name),
+                json.dumps(overrides),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         for i in range(num_processes)
     ]
@@ -56,13 +67,15 @@ def _launch(tmp_path, name, num_processes, devices, overrides):
         output, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, output[-3000:]
         line = next(x for x in output.splitlines() if x.startswith("RESULT "))
-        results.append(json.loads(line[len("RESULT "):]))
+        results.append(json.loads(line[len("RESULT ") :]))
     return results
 
 
 def test_two_processes_equal_one(tiny_overrides, tmp_path):
     overrides = [o for o in tiny_overrides if not o.startswith("train.out_dir")] + [
-        "train.steps=3", "train.eval_interval=3", "train.mesh_fsdp=2",
+        "train.steps=3",
+        "train.eval_interval=3",
+        "train.mesh_fsdp=2",
     ]
     two = _launch(tmp_path, "two", 2, 2, overrides)
     (one,) = _launch(tmp_path, "one", 1, 4, overrides)

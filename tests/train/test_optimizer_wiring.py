@@ -54,25 +54,39 @@ def test_clipping_scales_the_micro_batch_statistics_like_the_mean_gradient():
 
 
 def _config(overrides, *extra):
-    return load_config("tiny", [*overrides, "train.steps=2", "train.eval_interval=0", "train.checkpoint_interval=0",
-                                "metrics.interval=0", *extra])
+    return load_config(
+        "tiny",
+        [
+            *overrides,
+            "train.steps=2",
+            "train.eval_interval=0",
+            "train.checkpoint_interval=0",
+            "metrics.interval=0",
+            *extra,
+        ],
+    )
 
 
 def test_gi_adam_starts_from_one_gradient_on_a_separate_batch(tiny_overrides):
     trainer = Trainer(_config(tiny_overrides, "optim.name=gi_adam", "optim.grad_clip=0"), quiet=True)
     tc = trainer.config.train
-    loader = TrainLoader(trainer.data.train_tokens, seq_len=tc.seq_len, global_batch_size=tc.batch_size,
-                         seed=tc.seed + 1)
+    loader = TrainLoader(
+        trainer.data.train_tokens, seq_len=tc.seq_len, global_batch_size=tc.batch_size, seed=tc.seed + 1
+    )
     rows = next(loader)
     g0 = jax.jit(make_mean_gradient(trainer.model_def))(
-        trainer.state.params, rows.reshape(tc.grad_accum_steps, -1, rows.shape[-1]))
-    adam_states = [s for s in jax.tree.leaves(trainer.state.opt_state,
-                                              is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
-                   if isinstance(s, optax.ScaleByAdamState)]
+        trainer.state.params, rows.reshape(tc.grad_accum_steps, -1, rows.shape[-1])
+    )
+    adam_states = [
+        s
+        for s in jax.tree.leaves(trainer.state.opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+        if isinstance(s, optax.ScaleByAdamState)
+    ]
     assert len(adam_states) == 1
     nu = adam_states[0].nu
-    jax.tree.map(lambda v, g: np.testing.assert_allclose(np.asarray(v), np.square(np.asarray(g)), rtol=1e-4,
-                                                         atol=1e-12), nu, g0)
+    jax.tree.map(
+        lambda v, g: np.testing.assert_allclose(np.asarray(v), np.square(np.asarray(g)), rtol=1e-4, atol=1e-12), nu, g0
+    )
     assert float(optax.tree.norm(nu)) > 0
     # The batch is not the first training batch.
     assert not np.array_equal(rows, next(trainer.loader))
@@ -81,8 +95,9 @@ def test_gi_adam_starts_from_one_gradient_on_a_separate_batch(tiny_overrides):
 
 def test_gi_adam_trains_and_differs_from_adamw(tiny_overrides, tmp_path):
     gi = Trainer(_config(tiny_overrides, "optim.name=gi_adam", f"train.out_dir={tmp_path / 'gi'}"), quiet=True).run()
-    adamw = Trainer(_config(tiny_overrides, "optim.name=adamw", f"train.out_dir={tmp_path / 'adamw'}"),
-                    quiet=True).run()
+    adamw = Trainer(
+        _config(tiny_overrides, "optim.name=adamw", f"train.out_dir={tmp_path / 'adamw'}"), quiet=True
+    ).run()
     assert all(np.isfinite(v) for v in gi.train_losses.values())
     assert gi.train_losses[1] == adamw.train_losses[1]  # same initial parameters and first batch
     assert gi.train_losses[2] != adamw.train_losses[2]  # a different first update
@@ -94,8 +109,9 @@ def test_lion_ar_rrc_needs_gradient_accumulation(tiny_overrides):
 
 
 def test_lion_ar_rrc_trains_with_gradient_accumulation(tiny_overrides):
-    result = Trainer(_config(tiny_overrides, "optim.name=lion_ar_rrc", "train.grad_accum_steps=2",
-                             "train.batch_size=16"), quiet=True).run()
+    result = Trainer(
+        _config(tiny_overrides, "optim.name=lion_ar_rrc", "train.grad_accum_steps=2", "train.batch_size=16"), quiet=True
+    ).run()
     assert all(np.isfinite(v) for v in result.train_losses.values())
 
 
@@ -105,8 +121,13 @@ def test_scanned_layers_train_like_looped_layers(tiny_overrides, tmp_path, name)
     shape (L, d) stays a no-decay vector and a kernel (L, in, out) rotates per layer and column."""
     moves, losses = {}, {}
     for scan in (False, True):
-        cfg = _config(tiny_overrides, f"optim.name={name}", "train.steps=3", f"model.scan_layers={str(scan).lower()}",
-                      f"train.out_dir={tmp_path / str(scan)}")
+        cfg = _config(
+            tiny_overrides,
+            f"optim.name={name}",
+            "train.steps=3",
+            f"model.scan_layers={str(scan).lower()}",
+            f"train.out_dir={tmp_path / str(scan)}",
+        )
         trainer = Trainer(cfg, quiet=True)
         start = jax.device_get(trainer.state.params)
         losses[scan] = trainer.run().train_losses
@@ -114,8 +135,13 @@ def test_scanned_layers_train_like_looped_layers(tiny_overrides, tmp_path, name)
         if not scan:
             start, end = gpt.stack_blocks(start), gpt.stack_blocks(end)
         # How far every tensor moved, per layer for the blocks.
-        moves[scan] = jax.tree.map(lambda a, b: np.sqrt(np.sum(np.square(b - a), axis=tuple(range(1, a.ndim)))
-                                                        if a.ndim > 1 else np.linalg.norm(b - a)), start, end)
+        moves[scan] = jax.tree.map(
+            lambda a, b: np.sqrt(
+                np.sum(np.square(b - a), axis=tuple(range(1, a.ndim))) if a.ndim > 1 else np.linalg.norm(b - a)
+            ),
+            start,
+            end,
+        )
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3), moves[True], moves[False])
     for step in (1, 2, 3):
         np.testing.assert_allclose(losses[True][step], losses[False][step], rtol=1e-4)

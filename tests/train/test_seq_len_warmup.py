@@ -10,9 +10,19 @@ from warmup_jax.train.trainer import Trainer
 
 
 def test_trainer_ramps_sequence_length(tiny_overrides, tmp_path):
-    config = load_config("tiny", [*tiny_overrides, "train.steps=6", "train.eval_interval=0", "train.log_interval=1",
-                                  "data.seq_len_warmup_steps=4", "data.seq_len_min=8", "data.seq_len_bucket=8",
-                                  "optim.schedule_unit=tokens"])
+    config = load_config(
+        "tiny",
+        [
+            *tiny_overrides,
+            "train.steps=6",
+            "train.eval_interval=0",
+            "train.log_interval=1",
+            "data.seq_len_warmup_steps=4",
+            "data.seq_len_min=8",
+            "data.seq_len_bucket=8",
+            "optim.schedule_unit=tokens",
+        ],
+    )
     result = Trainer(config).run()
     assert result.final_step == 6
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -7,7 +7,6 @@ import signal
 import jax
 import numpy as np
 import optax
-import pytest
 
 from warmup_jax.config import load_config
 from warmup_jax.model import gpt
@@ -26,10 +25,14 @@ def test_sharded_step_equals_single_device_step():
     def run(mesh):
         state = init_train_state(params, tx, 0)
         shardings = mesh_lib.state_shardings(state, mesh)
-        step = jax.jit(make_train_step(model_def, tx), in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
-                       out_shardings=(shardings, mesh_lib.replicated(mesh)))
-        new_state, metrics = step(jax.device_put(state, shardings),
-                                  jax.device_put(tokens, mesh_lib.batch_sharding(mesh)))
+        step = jax.jit(
+            make_train_step(model_def, tx),
+            in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
+            out_shardings=(shardings, mesh_lib.replicated(mesh)),
+        )
+        new_state, metrics = step(
+            jax.device_put(state, shardings), jax.device_put(tokens, mesh_lib.batch_sharding(mesh))
+        )
         grads = jax.tree_util.tree_map(lambda new, old: old - new, new_state.params, params)
         return float(metrics["loss"]), grads, new_state
 
@@ -43,13 +46,23 @@ def test_sharded_step_equals_single_device_step():
     np.testing.assert_allclose(sharded_loss, single_loss, rtol=1e-5)
     jax.tree_util.tree_map(
         lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7),
-        sharded_grads, single_grads,
+        sharded_grads,
+        single_grads,
     )
 
 
 def _config(overrides, *extra):
-    return load_config("tiny", [*overrides, "train.steps=6", "train.eval_interval=0", "train.log_interval=1",
-                                "train.checkpoint_interval=0", *extra])
+    return load_config(
+        "tiny",
+        [
+            *overrides,
+            "train.steps=6",
+            "train.eval_interval=0",
+            "train.log_interval=1",
+            "train.checkpoint_interval=0",
+            *extra,
+        ],
+    )
 
 
 def test_resume_continues_bit_exactly(tiny_overrides, tmp_path):

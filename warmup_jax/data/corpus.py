@@ -94,8 +94,7 @@ def _build_debian_corpus(root: Path) -> None:
     for tool in ("apt-get", "apt-cache", "dpkg", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise CorpusError(
-                f"the default corpus is fetched with apt, but `{tool}` is not installed here. "
-                + USE_A_FOLDER_HINT
+                f"the default corpus is fetched with apt, but `{tool}` is not installed here. " + USE_A_FOLDER_HINT
             )
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root.parent, prefix=".fetch-") as tmp:
@@ -192,9 +191,7 @@ def _unpack(deb: Path, unpack_root: Path, staging: Path) -> dict:
 def _copy_rst_sources(tree: Path, out_dir: Path) -> None:
     sources = sorted(tree.glob("usr/share/doc/python3*/html/_sources"))
     if not sources:
-        raise CorpusError(
-            "the Python documentation package has no html/_sources folder. " + USE_A_FOLDER_HINT
-        )
+        raise CorpusError("the Python documentation package has no html/_sources folder. " + USE_A_FOLDER_HINT)
     for path in sorted(sources[0].rglob("*.rst.txt*")):
         rel = str(path.relative_to(sources[0]))
         data = path.read_bytes()

@@ -25,9 +25,7 @@ class TokenWindows:
         if seq_len < 1:
             raise ValueError(f"seq_len={seq_len} must be >= 1")
         if len(tokens) < seq_len + 1:
-            raise ValueError(
-                f"a stream of {len(tokens)} tokens is too short for one window of seq_len={seq_len} (+1)"
-            )
+            raise ValueError(f"a stream of {len(tokens)} tokens is too short for one window of seq_len={seq_len} (+1)")
         self.tokens = tokens
         self.seq_len = seq_len
 
@@ -46,12 +44,7 @@ class TokenWindows:
     def __getstate__(self) -> dict:
         # Worker processes reopen a memmapped stream from its file instead of receiving a copy.
         tokens = self.tokens
-        if (
-            isinstance(tokens, np.memmap)
-            and tokens.filename
-            and tokens.ndim == 1
-            and tokens.flags.c_contiguous
-        ):
+        if isinstance(tokens, np.memmap) and tokens.filename and tokens.ndim == 1 and tokens.flags.c_contiguous:
             where = (tokens.filename, tokens.offset, tokens.dtype.str, len(tokens))
             return {"memmap": where, "seq_len": self.seq_len}
         return {"tokens": np.asarray(tokens), "seq_len": self.seq_len}
@@ -119,9 +112,7 @@ def seq_len_buckets(*, min_len: int, max_len: int, warmup_steps: int, bucket: in
     """The sorted distinct lengths the schedule uses (the shapes a trainer should precompile)."""
     if warmup_steps <= 0:
         return [max_len]
-    lengths = _lengths(
-        warmup_steps + 1, min_len=min_len, max_len=max_len, warmup_steps=warmup_steps, bucket=bucket
-    )
+    lengths = _lengths(warmup_steps + 1, min_len=min_len, max_len=max_len, warmup_steps=warmup_steps, bucket=bucket)
     return sorted(int(x) for x in np.unique(lengths))
 
 
@@ -244,9 +235,7 @@ class TrainLoader:
         return self.__next__()
 
     def _make_iterator(self, start: int) -> Iterator[np.ndarray]:
-        dataset = self._batches[start:].to_iter_dataset(
-            grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
-        )
+        dataset = self._batches[start:].to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2))
         if self.num_workers > 0:
             _mark_absl_flags_parsed()
             dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.num_workers))
@@ -324,9 +313,7 @@ def eval_batches(
     if num_batches < 1:
         raise ValueError(f"num_batches={num_batches} must be >= 1")
     if len(tokens) < seq_len + 1:
-        raise ValueError(
-            f"the stream has {len(tokens)} tokens, fewer than one window of seq_len={seq_len} (+1)"
-        )
+        raise ValueError(f"the stream has {len(tokens)} tokens, fewer than one window of seq_len={seq_len} (+1)")
     wanted = batch_size * num_batches
     windows = (len(tokens) - 1) // seq_len
     if wanted <= windows:

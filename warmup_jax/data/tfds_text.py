@@ -81,9 +81,7 @@ class WarmupText(tfds.core.GeneratorBasedBuilder):
 def validation_ids(doc_ids: Sequence[str], fraction: float) -> frozenset[str]:
     """The ids whose hash falls below `fraction`; never empty, never all (needs two ids)."""
     if len(doc_ids) < 2:
-        raise corpus.CorpusError(
-            f"need at least 2 documents to make train and validation splits, got {len(doc_ids)}"
-        )
+        raise corpus.CorpusError(f"need at least 2 documents to make train and validation splits, got {len(doc_ids)}")
     if len(set(doc_ids)) != len(doc_ids):
         raise ValueError("document ids are not unique")
     score = {doc_id: _unit_hash(doc_id) for doc_id in doc_ids}
@@ -125,9 +123,7 @@ def text_data_sources(
             split=list(SPLITS),
             data_dir=os.fspath(data_dir),
             builder_kwargs={"config": config, "file_format": "array_record"},
-            download_and_prepare_kwargs={
-                "download_config": tfds.download.DownloadConfig(try_download_gcs=False)
-            },
+            download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(try_download_gcs=False)},
         )
     return dict(zip(SPLITS, sources)), key
 

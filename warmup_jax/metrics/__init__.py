@@ -7,11 +7,13 @@ under ``lax.cond`` when ``metrics.interval`` says so. :mod:`warmup_jax.metrics.p
 folders into PNG figures (``warmup-jax plot``).
 """
 
-from warmup_jax.metrics.update import find_first_moment
-from warmup_jax.metrics.update import metrics_due
-from warmup_jax.metrics.update import relative_representation_change
-from warmup_jax.metrics.update import stable_angle
-from warmup_jax.metrics.update import update_metrics
+from warmup_jax.metrics.update import (
+    find_first_moment,
+    metrics_due,
+    relative_representation_change,
+    stable_angle,
+    update_metrics,
+)
 
 __all__ = [
     "find_first_moment",

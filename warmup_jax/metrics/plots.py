@@ -21,7 +21,8 @@ import json
 import math
 import os
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -66,8 +67,11 @@ class Run:
 
     def group_mean(self, metric: str, group: str) -> tuple[np.ndarray, np.ndarray] | None:
         """Mean over layers of ``metric`` for every tensor (or Dense layer) of the layer group."""
-        members = [self.series[k] for k in self.series
-                   if metric_kind(k)[0] == metric and layer_group(metric_kind(k)[1]) == group]
+        members = [
+            self.series[k]
+            for k in self.series
+            if metric_kind(k)[0] == metric and layer_group(metric_kind(k)[1]) == group
+        ]
         if not members:
             return None
         steps = members[0][0]
@@ -117,8 +121,7 @@ def _colors(n: int) -> list:
 
 
 def _note(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=10, color="0.35",
-            wrap=True)
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=10, color="0.35", wrap=True)
 
 
 def _save(fig: Figure, out_dir: str, name: str) -> str:
@@ -129,8 +132,9 @@ def _save(fig: Figure, out_dir: str, name: str) -> str:
 
 def _legend(fig: Figure, handles: list, labels: list[str]) -> None:
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False,
-                   bbox_to_anchor=(0.5, 0.0))
+        fig.legend(
+            handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False, bbox_to_anchor=(0.5, 0.0)
+        )
 
 
 def _run_handles(ax, runs: list[Run], colors: list) -> tuple[list, list[str]]:
@@ -150,7 +154,7 @@ def plot_loss(runs: list[Run], colors: list, out_dir: str) -> str:
             ax.plot(steps, loss, color=color, alpha=0.25, lw=0.8)
             smooth = _ema(loss, _smoothing_decay(len(loss)))
             ax.plot(steps, smooth, color=color, lw=2, label=f"{run.label} train")
-            upper.append(np.nanpercentile(smooth[len(smooth) // 20:], 100))
+            upper.append(np.nanpercentile(smooth[len(smooth) // 20 :], 100))
             anything = True
         val = run.get("eval_loss")
         if val is not None:
@@ -197,8 +201,17 @@ def _ordered_groups(runs: list[Run], metric: str) -> list[str]:
 
 
 def plot_per_group(
-    runs: list[Run], colors: list, out_dir: str, *, name: str, title: str, ylabel: str,
-    metric: str, dashed_metric: str | None = None, dashed_label: str = "", logy: bool = True,
+    runs: list[Run],
+    colors: list,
+    out_dir: str,
+    *,
+    name: str,
+    title: str,
+    ylabel: str,
+    metric: str,
+    dashed_metric: str | None = None,
+    dashed_label: str = "",
+    logy: bool = True,
 ) -> str:
     """One panel per layer group plus the global aggregate; log step axis."""
     groups = _ordered_groups(runs, metric)
@@ -234,7 +247,7 @@ def plot_per_group(
         ax.set_xlabel("step (log)", fontsize=9)
         ax.set_ylabel(ylabel, fontsize=9)
         ax.tick_params(labelsize=8)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     if not anything:
         _note(axes[0], f"no {metric} logged;\n{_ENABLE_HINT}")
@@ -320,8 +333,10 @@ def plot_momentum(runs: list[Run], colors: list, out_dir: str) -> str:
     _step_axes((ax_cos, ax_rho), zero_line=True)
     ax_rho.axhline(-0.5, color="0.5", lw=0.8, ls=":")
     ax_cos.set(ylabel=r"$\cos(g_t, m_{t-1})$", title="Gradient-momentum alignment (all tensors)")
-    ax_rho.set(ylabel=r"$\rho = \langle \beta m_{t-1}, (1-\beta)\, g_t \rangle \;/\; \|(1-\beta)\, g_t\|^2$",
-               title="Momentum cancellation ratio (dotted: -0.5)")
+    ax_rho.set(
+        ylabel=r"$\rho = \langle \beta m_{t-1}, (1-\beta)\, g_t \rangle \;/\; \|(1-\beta)\, g_t\|^2$",
+        title="Momentum cancellation ratio (dotted: -0.5)",
+    )
     if not anything:
         _note(ax_cos, f"no momentum metrics logged (optimizer without a first moment?);\n{_ENABLE_HINT}")
     handles, labels = _run_handles(ax_cos, runs, colors)
@@ -345,13 +360,35 @@ def plot_runs(run_dirs: Sequence[str], out_dir: str | None = None) -> list[str]:
     return [
         plot_loss(runs, colors, out_dir),
         plot_lr(runs, colors, out_dir),
-        plot_per_group(runs, colors, out_dir, name="update_l2", metric="update_l2", ylabel="‖Δw‖",
-                       title="ℓ2 update norm per layer group"),
-        plot_per_group(runs, colors, out_dir, name="angular_update", metric="angle",
-                       dashed_metric="angle_neuron_rms", dashed_label="per-neuron RMS", ylabel="angle (rad)",
-                       title="Angular update per layer group (solid: whole tensor, dashed: RMS over neurons)"),
-        plot_per_group(runs, colors, out_dir, name="rrc", metric="rrc", ylabel="‖XΔW‖ / ‖XW‖",
-                       title="Relative representation change of the Dense layers"),
+        plot_per_group(
+            runs,
+            colors,
+            out_dir,
+            name="update_l2",
+            metric="update_l2",
+            ylabel="‖Δw‖",
+            title="ℓ2 update norm per layer group",
+        ),
+        plot_per_group(
+            runs,
+            colors,
+            out_dir,
+            name="angular_update",
+            metric="angle",
+            dashed_metric="angle_neuron_rms",
+            dashed_label="per-neuron RMS",
+            ylabel="angle (rad)",
+            title="Angular update per layer group (solid: whole tensor, dashed: RMS over neurons)",
+        ),
+        plot_per_group(
+            runs,
+            colors,
+            out_dir,
+            name="rrc",
+            metric="rrc",
+            ylabel="‖XΔW‖ / ‖XW‖",
+            title="Relative representation change of the Dense layers",
+        ),
         plot_snr(runs, colors, out_dir),
         plot_momentum(runs, colors, out_dir),
     ]

@@ -166,7 +166,8 @@ def update_metrics(
             if stack_prefix(path, stacked) is not None and jnp.ndim(value) != 1:
                 raise ValueError(
                     f"micro_batch_stats.sum_sq_norms[{path!r}] has shape {jnp.shape(value)}; a stacked tensor "
-                    "needs one sum per layer, shape (num_layers,) (see warmup_jax.metrics.update.sq_norms)")
+                    "needs one sum per layer, shape (num_layers,) (see warmup_jax.metrics.update.sq_norms)"
+                )
         micro_batch_stats = micro_batch_stats._replace(sum_sq_norms=split_stacked(sum_sq, stacked))
     if first_moment:
         first_moment = split_stacked(first_moment, stacked)
@@ -226,7 +227,8 @@ def update_metrics(
             members = [v for p, v in neuron_stats.items() if group in _groups(p)]
             out[f"angle/{group}"] = _combined_angle(members, s["matrix_sq_old"], s["matrix_sq_new"])
             out[f"angle_neuron_rms/{group}"] = jnp.sqrt(
-                _ratio(s["neuron_theta_sq"], s["neuron_count"], nan_if_zero=True))
+                _ratio(s["neuron_theta_sq"], s["neuron_count"], nan_if_zero=True)
+            )
 
     if captured:
         rrc_by_group: dict[str, list[jax.Array]] = {}
@@ -263,7 +265,8 @@ def update_metrics(
         out["snr_noise/global"] = group_noise[GLOBAL]
         out["snr_signal/global"] = group_signal[GLOBAL]
         out["critical_batch/global"] = _ratio(
-            jnp.maximum(group_noise[GLOBAL], 0.0), jnp.maximum(group_signal[GLOBAL], 0.0), nan_if_zero=False)
+            jnp.maximum(group_noise[GLOBAL], 0.0), jnp.maximum(group_signal[GLOBAL], 0.0), nan_if_zero=False
+        )
 
     if grads is not None and first_moment:
         clip = 1.0
@@ -289,7 +292,7 @@ def stack_prefix(path: str, stacked: Sequence[str]) -> str | None:
     """The prefix of ``stacked`` that holds ``path`` (a tensor or captured layer) as a stacked, not
     yet split, entry; None otherwise."""
     for prefix in stacked:
-        if path.startswith(prefix + "/") and not path[len(prefix) + 1:].split("/", 1)[0].isdigit():
+        if path.startswith(prefix + "/") and not path[len(prefix) + 1 :].split("/", 1)[0].isdigit():
             return prefix
     return None
 
@@ -311,7 +314,7 @@ def split_stacked(flat: dict[str, Any], stacked: Sequence[str]) -> dict[str, Any
             out[path] = leaf
             continue
         arrays = leaf if isinstance(leaf, tuple) else (leaf,)
-        rest = path[len(prefix) + 1:]
+        rest = path[len(prefix) + 1 :]
         for i in range(arrays[0].shape[0]):
             layer = tuple(None if a is None else a[i] for a in arrays)
             out[f"{prefix}/{i}/{rest}"] = layer if isinstance(leaf, tuple) else layer[0]
@@ -333,8 +336,9 @@ def sq_norms(tree: Any, stacked: Sequence[str] = ()) -> dict[str, jax.Array]:
     return out
 
 
-def _combined_angle(members: list[tuple[jax.Array, jax.Array, jax.Array]], sq_old: jax.Array,
-                    sq_new: jax.Array) -> jax.Array:
+def _combined_angle(
+    members: list[tuple[jax.Array, jax.Array, jax.Array]], sq_old: jax.Array, sq_new: jax.Array
+) -> jax.Array:
     """Angle of the concatenation of several neurons' old and new weights (see update_metrics)."""
     big_a, big_b = jnp.sqrt(sq_old), jnp.sqrt(sq_new)
     safe_a, safe_b = jnp.where(big_a > 0, big_a, 1.0), jnp.where(big_b > 0, big_b, 1.0)

@@ -12,8 +12,16 @@ from warmup_jax.model.config import ModelConfig
 
 # Dense bf16 peak FLOP/s per chip, from the vendors' data sheets.
 PEAK_FLOPS = {
-    "h100": 989e12, "h200": 989e12, "a100": 312e12, "l4": 121e12, "a10": 125e12,
-    "tpu v4": 275e12, "tpu v5 lite": 197e12, "tpu v5e": 197e12, "tpu v5p": 459e12, "tpu v6": 918e12,
+    "h100": 989e12,
+    "h200": 989e12,
+    "a100": 312e12,
+    "l4": 121e12,
+    "a10": 125e12,
+    "tpu v4": 275e12,
+    "tpu v5 lite": 197e12,
+    "tpu v5e": 197e12,
+    "tpu v5p": 459e12,
+    "tpu v6": 918e12,
 }
 
 
@@ -27,7 +35,7 @@ def flops_per_token(cfg: ModelConfig, num_params: int, seq_len: int) -> float:
     return 6.0 * num_params + 12.0 * cfg.n_layer * cfg.n_embd * seq_len
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def measured_matmul_flops(size: int = 1024, repeats: int = 5) -> float:
     """Best float32 matmul FLOP/s of the first device, measured (the CPU has no data sheet)."""
     a = jnp.ones((size, size), jnp.float32)

@@ -115,9 +115,7 @@ class CausalSelfAttention(nnx.Module):
     def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
         b, t, d = x_BxTxD.shape
         qkv_BxTx3D = self.qkv(x_BxTxD)
-        q, k, v = (
-            a.reshape(b, t, self.n_head, self.head_dim) for a in jnp.split(qkv_BxTx3D, 3, axis=-1)
-        )
+        q, k, v = (a.reshape(b, t, self.n_head, self.head_dim) for a in jnp.split(qkv_BxTx3D, 3, axis=-1))
         y_BxTxNxH = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=self.implementation)
         return self.proj(y_BxTxNxH.reshape(b, t, d))
 
@@ -166,10 +164,17 @@ class GPT(nnx.Module):
         vocab = cfg.padded_vocab_size()
         embed_init = nnx.initializers.normal(cfg.init_std)
         param_dtype, compute_dtype = _dtype(cfg.param_dtype), _dtype(cfg.compute_dtype)
-        self.wte = nnx.Embed(vocab, cfg.n_embd, dtype=compute_dtype, param_dtype=param_dtype,
-                             embedding_init=embed_init, rngs=rngs)
-        self.wpe = nnx.Embed(cfg.block_size, cfg.n_embd, dtype=compute_dtype, param_dtype=param_dtype,
-                             embedding_init=embed_init, rngs=rngs)
+        self.wte = nnx.Embed(
+            vocab, cfg.n_embd, dtype=compute_dtype, param_dtype=param_dtype, embedding_init=embed_init, rngs=rngs
+        )
+        self.wpe = nnx.Embed(
+            cfg.block_size,
+            cfg.n_embd,
+            dtype=compute_dtype,
+            param_dtype=param_dtype,
+            embedding_init=embed_init,
+            rngs=rngs,
+        )
         self.dropout = nnx.Dropout(cfg.dropout)
         blocks = [Block(cfg, rngs=rngs) for _ in range(cfg.n_layer)]
         self.blocks = _stack_modules(blocks) if cfg.scan_layers else nnx.List(blocks)
@@ -216,14 +221,16 @@ class GPT(nnx.Module):
             captured["wte"] = {"inputs": x_BxTxD.reshape(b * t, -1)[rows]}
         # Tied output head; logits in float32 for a stable softmax cross-entropy.
         logits_BxTxV = jnp.dot(
-            x_BxTxD.astype(self.wte.dtype), self.wte.embedding[...].astype(self.wte.dtype).T,
+            x_BxTxD.astype(self.wte.dtype),
+            self.wte.embedding[...].astype(self.wte.dtype).T,
             preferred_element_type=jnp.float32,
         )
         chex.assert_shape(logits_BxTxV, (b, t, self.cfg.padded_vocab_size()))
         return logits_BxTxV, captured
 
-    def _scan_blocks(self, x_BxTxD: jax.Array, *, deterministic: bool,
-                     rngs: nnx.Rngs | None) -> tuple[jax.Array, dict[str, Any]]:
+    def _scan_blocks(
+        self, x_BxTxD: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None
+    ) -> tuple[jax.Array, dict[str, Any]]:
         """The stacked blocks applied in order with ``lax.scan`` (one dropout key per layer)."""
         graphdef, stacked_state = nnx.split(self.blocks)
         capturing = any(isinstance(m, Dense) and m.capture_tokens for _, m in nnx.iter_modules(self.blocks))
@@ -274,8 +281,9 @@ class ModelDef:
     optax parameter groups, orbax and the metrics see.
     """
 
-    def __init__(self, graphdef: nnx.GraphDef, param_template: nnx.State, rest: nnx.State,
-                 stacked: tuple[str, ...] = ()):
+    def __init__(
+        self, graphdef: nnx.GraphDef, param_template: nnx.State, rest: nnx.State, stacked: tuple[str, ...] = ()
+    ):
         self.graphdef = graphdef
         self.param_template = param_template  # abstract (shape/dtype) nnx.State of the Params
         self.rest = rest  # non-Param state (e.g. RNG counters); empty for GPT

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -128,8 +129,10 @@ def load_hf_checkpoint(folder: str, **overrides: Any) -> tuple[ModelConfig, Para
     weights_path = os.path.join(folder, "model.safetensors")
     for path in (config_path, weights_path):
         if not os.path.isfile(path):
-            raise CheckpointError(f"{path} does not exist; a Hugging Face GPT-2 folder needs config.json "
-                                  "and model.safetensors (save_pretrained writes both)")
+            raise CheckpointError(
+                f"{path} does not exist; a Hugging Face GPT-2 folder needs config.json "
+                "and model.safetensors (save_pretrained writes both)"
+            )
     with open(config_path) as f:
         cfg = model_config_from_hf(json.load(f), **overrides)
     return cfg, from_hf_state_dict(load_file(weights_path), cfg)
@@ -146,10 +149,18 @@ def save_hf_checkpoint(folder: str, params: Params, cfg: ModelConfig) -> None:
     state.pop("lm_head.weight")  # tied; HF re-ties on load
     save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, os.path.join(folder, "model.safetensors"))
     hf_config = {
-        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
-        "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd, "n_positions": cfg.block_size,
-        "n_ctx": cfg.block_size, "vocab_size": cfg.vocab_size, "layer_norm_epsilon": cfg.layer_norm_epsilon,
-        "initializer_range": cfg.init_std, "tie_word_embeddings": True,
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "activation_function": "gelu_new",
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_embd": cfg.n_embd,
+        "n_positions": cfg.block_size,
+        "n_ctx": cfg.block_size,
+        "vocab_size": cfg.vocab_size,
+        "layer_norm_epsilon": cfg.layer_norm_epsilon,
+        "initializer_range": cfg.init_std,
+        "tie_word_embeddings": True,
     }
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(hf_config, f, indent=2)

@@ -33,14 +33,14 @@ def path_to_str(path: Sequence[Any]) -> str:
             parts.append(str(key.key))
         else:
             parts.append(str(key))
-    if (len(parts) > 1 and isinstance(path[-1], jax.tree_util.GetAttrKey)
-            and path[-1].name in _VARIABLE_VALUE_ATTRS):
+    if len(parts) > 1 and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name in _VARIABLE_VALUE_ATTRS:
         parts.pop()
     return "/".join(parts)
 
 
 def leaves_with_paths(
-        tree: Any, is_leaf: Callable[[Any], bool] | None = None,
+    tree: Any,
+    is_leaf: Callable[[Any], bool] | None = None,
 ) -> tuple[list[str], list[Any], Any]:
     """Returns ``(paths, leaves, treedef)`` of ``tree``."""
     flat, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
@@ -50,11 +50,11 @@ def leaves_with_paths(
 
 
 def align_leaves(
-        reference: Any,
-        tree: Any,
-        *,
-        what: str,
-        is_leaf: Callable[[Any], bool] | None = None,
+    reference: Any,
+    tree: Any,
+    *,
+    what: str,
+    is_leaf: Callable[[Any], bool] | None = None,
 ) -> list[Any]:
     """The leaves of ``tree`` in the order of the leaves of ``reference``, matched by path.
 
@@ -75,7 +75,8 @@ def align_leaves(
     missing = [p for p in ref_paths if p not in by_path]
     if missing:
         raise ValueError(
-                f"{what} has no entry for the parameter path(s) {missing[:5]}"
-                f"{' ...' if len(missing) > 5 else ''}; it holds {paths[:8]}"
-                f"{' ...' if len(paths) > 8 else ''}")
+            f"{what} has no entry for the parameter path(s) {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}; it holds {paths[:8]}"
+            f"{' ...' if len(paths) > 8 else ''}"
+        )
     return [by_path[p] for p in ref_paths]

@@ -9,8 +9,8 @@ procedure is reconstructed from the paper's description ([R]/[M], METHODS.md §4
 bisection refines the bracket the doubling finds.
 """
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -19,14 +19,14 @@ import optax
 
 
 def find_catapult_lr(
-        loss_fn: Callable[[Any], jax.Array],
-        params: Any,
-        optimizer: Callable[[jax.Array], optax.GradientTransformation],
-        *,
-        initial_lr: float = 1e-6,
-        max_doublings: int = 40,
-        num_bisection_steps: int = 0,
-        rise_tolerance: float = 0.0,
+    loss_fn: Callable[[Any], jax.Array],
+    params: Any,
+    optimizer: Callable[[jax.Array], optax.GradientTransformation],
+    *,
+    initial_lr: float = 1e-6,
+    max_doublings: int = 40,
+    num_bisection_steps: int = 0,
+    rise_tolerance: float = 0.0,
 ) -> float:
     r"""Smallest learning rate (on a doubling grid) whose first step from ``params`` raises the
     loss.
@@ -80,8 +80,7 @@ def find_catapult_lr(
         return not math.isfinite(loss) or loss > threshold
 
     if rises(initial_lr):
-        raise ValueError(
-                f"the loss already rises at initial_lr={initial_lr}; start from a smaller value")
+        raise ValueError(f"the loss already rises at initial_lr={initial_lr}; start from a smaller value")
     low, high = initial_lr, None
     for _ in range(max_doublings):
         lr = 2.0 * low
@@ -90,9 +89,7 @@ def find_catapult_lr(
             break
         low = lr
     if high is None:
-        raise ValueError(
-                f"no loss increase up to lr={low} after {max_doublings} doublings from "
-                f"{initial_lr}")
+        raise ValueError(f"no loss increase up to lr={low} after {max_doublings} doublings from {initial_lr}")
     for _ in range(num_bisection_steps):
         mid = 0.5 * (low + high)
         if rises(mid):

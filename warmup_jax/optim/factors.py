@@ -56,7 +56,9 @@ def _check_unit_interval(name: str, value: Any, *, closed_high: bool = False) ->
 
 
 def inverse_bias_correction(
-        count: jax.typing.ArrayLike, beta: jax.typing.ArrayLike, mode: str = "linear",
+    count: jax.typing.ArrayLike,
+    beta: jax.typing.ArrayLike,
+    mode: str = "linear",
 ) -> jax.Array:
     r"""The inverse bias correction :math:`f_{IBC}(t)` at step ``count`` (:math:`t \ge 1`).
 
@@ -77,8 +79,7 @@ def inverse_bias_correction(
     raise ValueError(f"inverse bias correction mode={mode!r} is not one of {_IBC_MODES}")
 
 
-def inverse_bias_correction_factor(
-        beta: jax.typing.ArrayLike = 0.98, mode: str = "linear") -> StepFactor:
+def inverse_bias_correction_factor(beta: jax.typing.ArrayLike = 0.98, mode: str = "linear") -> StepFactor:
     """:func:`inverse_bias_correction` as a :class:`StepFactor` (scalar factor)."""
     _check_unit_interval("beta", beta)
     if mode not in _IBC_MODES:
@@ -97,7 +98,8 @@ def inverse_bias_correction_factor(
 
 
 def scale_by_inverse_bias_correction(
-        beta: jax.typing.ArrayLike = 0.98, mode: str = "linear",
+    beta: jax.typing.ArrayLike = 0.98,
+    mode: str = "linear",
 ) -> optax.GradientTransformation:
     r"""Multiplies updates by the inverse bias correction :math:`f_{IBC}(t)`.
 
@@ -133,12 +135,12 @@ def scale_by_inverse_bias_correction(
 
 
 def snr_rrc_factor(
-        *,
-        per_tensor: bool = True,
-        form: str = "sqrt",
-        gain_ratio: float | None = None,
-        ema_decay: jax.typing.ArrayLike = 0.9,
-        clamp: tuple[float, float] | None = (1e-3, 1.0),
+    *,
+    per_tensor: bool = True,
+    form: str = "sqrt",
+    gain_ratio: float | None = None,
+    ema_decay: jax.typing.ArrayLike = 0.9,
+    clamp: tuple[float, float] | None = (1e-3, 1.0),
 ) -> StepFactor:
     r"""The RRC correction :math:`f(\varphi, B)` from the micro-batch SNR, as a :class:`StepFactor`.
 
@@ -195,22 +197,21 @@ def snr_rrc_factor(
         stats = extra_args.get("micro_batch_stats")
         if stats is None:
             raise ValueError(
-                    "The SNR/RRC step factor needs the micro-batch gradient statistics: call "
-                    "tx.update(grads, state, params, micro_batch_stats=MicroBatchStats(...)) with "
-                    "warmup_jax.optim.snr.MicroBatchStats (extra arguments received: "
-                    f"{sorted(extra_args)}).")
+                "The SNR/RRC step factor needs the micro-batch gradient statistics: call "
+                "tx.update(grads, state, params, micro_batch_stats=MicroBatchStats(...)) with "
+                "warmup_jax.optim.snr.MicroBatchStats (extra arguments received: "
+                f"{sorted(extra_args)})."
+            )
         if per_tensor:
             noise, signal = snr_lib.per_tensor_noise_and_signal(grads, stats)
         else:
             noise, signal = snr_lib.global_noise_and_signal(grads, stats)
         valid = snr_lib.is_valid(stats)
         state = snr_lib.update_snr_state(state, noise, signal, decay=ema_decay, valid=valid)
-        batch = (jnp.asarray(stats.num_micro_batches, jnp.float32)
-                 * jnp.asarray(stats.micro_batch_size, jnp.float32))
+        batch = jnp.asarray(stats.num_micro_batches, jnp.float32) * jnp.asarray(stats.micro_batch_size, jnp.float32)
 
         def factor(s, n):
-            f = snr_lib.rrc_factor(snr_lib.phi(s, n), batch, form=form, gain_ratio=gain_ratio,
-                                   clamp=clamp)
+            f = snr_lib.rrc_factor(snr_lib.phi(s, n), batch, form=form, gain_ratio=gain_ratio, clamp=clamp)
             return jnp.where(state.count > 0, f, 1.0)
 
         return jax.tree.map(factor, state.signal, state.noise), state
@@ -231,8 +232,9 @@ def _is_scalar(x: Any) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, np.generic)) and x.ndim == 0
 
 
-def update_factors(factors: Sequence[StepFactor], states: Sequence[Any], grads: Any, params: Any,
-                   **extra_args: Any) -> tuple[list[Any], tuple]:
+def update_factors(
+    factors: Sequence[StepFactor], states: Sequence[Any], grads: Any, params: Any, **extra_args: Any
+) -> tuple[list[Any], tuple]:
     """Every factor's ``update``: ``(values, new states)``, in order."""
     values, new_states = [], []
     for f, s in zip(factors, states):
@@ -256,7 +258,8 @@ def combine_factors(factors: Sequence[Any], updates: Any) -> list[Any]:
 
 
 def scale_by_step_factors(
-        inner: optax.GradientTransformation, factors: Sequence[StepFactor],
+    inner: optax.GradientTransformation,
+    factors: Sequence[StepFactor],
 ) -> optax.GradientTransformationExtraArgs:
     r"""Runs ``inner`` and multiplies its output by the product of step factors.
 
@@ -285,8 +288,8 @@ def scale_by_step_factors(
 
     def init_fn(params):
         return ScaleByStepFactorsState(
-                inner_state=inner.init(params),
-                factor_states=tuple(f.init(params) for f in factors))
+            inner_state=inner.init(params), factor_states=tuple(f.init(params) for f in factors)
+        )
 
     def update_fn(updates, state, params=None, **extra_args):
         values, factor_states = update_factors(factors, state.factor_states, updates, params, **extra_args)

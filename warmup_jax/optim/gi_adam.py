@@ -21,7 +21,9 @@ from warmup_jax.optim import _tree
 
 
 def gi_adam_init(
-        optimizer: optax.GradientTransformation, params: Any, initial_gradient: Any,
+    optimizer: optax.GradientTransformation,
+    params: Any,
+    initial_gradient: Any,
 ) -> optax.OptState:
     """``optimizer.init(params)`` with the second moment of every Adam state set to ``g0**2``.
 
@@ -52,8 +54,7 @@ def gi_adam_init(
         found.append(True)
         grads = _tree.align_leaves(node.nu, initial_gradient, what="initial_gradient")
         nu_leaves, treedef = jax.tree.flatten(node.nu)
-        nu = [jnp.square(jnp.asarray(g, jnp.float32)).astype(v.dtype)
-              for g, v in zip(grads, nu_leaves)]
+        nu = [jnp.square(jnp.asarray(g, jnp.float32)).astype(v.dtype) for g, v in zip(grads, nu_leaves)]
         return node._replace(nu=treedef.unflatten(nu))
 
     state = jax.tree.map(replace, state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))

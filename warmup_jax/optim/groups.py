@@ -21,8 +21,8 @@ Paths are built the same way for nested dicts and Flax NNX ``nnx.State`` trees (
 ``nnx.Variable`` is not part of the path), so one rule set serves both.
 """
 
-from collections.abc import Callable, Mapping, Sequence
 import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -40,8 +40,8 @@ Rule = tuple[str, str]
 #: Rules for the GPT-2 model of warmup_jax (paths like ``blocks/0/mlp/fc/kernel``,
 #: ``wte/embedding``, ``blocks/0/ln1/scale``).
 GPT2_RULES: tuple[Rule, ...] = (
-        (r"(^|/)(kernel|embedding)$", ROTATIONAL),
-        (r"(^|/)(scale|bias)$", NO_DECAY),
+    (r"(^|/)(kernel|embedding)$", ROTATIONAL),
+    (r"(^|/)(scale|bias)$", NO_DECAY),
 )
 
 
@@ -89,8 +89,9 @@ def param_labels(params: Any, rules: Sequence[Rule] | None = None) -> Any:
         labels.append(label)
     if uncovered:
         raise ValueError(
-                f"no parameter-group rule covers {uncovered}; rules: {list(rules)}. Add a rule "
-                f"(regex, label) with label in {LABELS}.")
+            f"no parameter-group rule covers {uncovered}; rules: {list(rules)}. Add a rule "
+            f"(regex, label) with label in {LABELS}."
+        )
     return treedef.unflatten(labels)
 
 
@@ -117,13 +118,12 @@ def decay_mask(rules: Sequence[Rule] | None = None) -> Callable[[Any], Any]:
 
 
 def partition(
-        transforms: Mapping[str, optax.GradientTransformation],
-        rules: Sequence[Rule] | None = None,
+    transforms: Mapping[str, optax.GradientTransformation],
+    rules: Sequence[Rule] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """``optax.partition`` over the three groups; every label must have a transform."""
     missing = [label for label in LABELS if label not in transforms]
     extra = [label for label in transforms if label not in LABELS]
     if missing or extra:
-        raise ValueError(
-                f"partition needs exactly the labels {LABELS}; missing {missing}, unknown {extra}")
+        raise ValueError(f"partition needs exactly the labels {LABELS}; missing {missing}, unknown {extra}")
     return optax.partition(dict(transforms), label_fn(rules))

@@ -25,9 +25,9 @@ def fast_sign(x: jax.Array) -> jax.Array:
 
 
 def scale_by_fused_lion(
-        b1: jax.typing.ArrayLike = 0.9,
-        b2: jax.typing.ArrayLike = 0.99,
-        mu_dtype: Any | None = None,
+    b1: jax.typing.ArrayLike = 0.9,
+    b2: jax.typing.ArrayLike = 0.99,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformation:
     r"""``optax.scale_by_lion`` with the momentum updated first (same maths, faster on CPU).
 
@@ -65,10 +65,10 @@ def scale_by_fused_lion(
 
 
 def _momentum_first_sign(
-        b2: jax.typing.ArrayLike,
-        alpha: jax.typing.ArrayLike,
-        gamma: jax.typing.ArrayLike,
-        mu_dtype: Any | None,
+    b2: jax.typing.ArrayLike,
+    alpha: jax.typing.ArrayLike,
+    gamma: jax.typing.ArrayLike,
+    mu_dtype: Any | None,
 ) -> optax.GradientTransformation:
     """``m = b2 m + (1 - b2) g`` in place, then ``u = sign(alpha m + gamma g)``."""
     mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
@@ -89,15 +89,14 @@ def _momentum_first_sign(
 
         directions = jax.tree.map(direction, updates, mu)
         mu = optax.tree.cast(mu, mu_dtype)
-        return directions, optax.ScaleByLionState(
-                count=optax.safe_increment(state.count), mu=mu)
+        return directions, optax.ScaleByLionState(count=optax.safe_increment(state.count), mu=mu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def scale_by_lion_nesterov(
-        beta: jax.typing.ArrayLike = 0.98,
-        mu_dtype: Any | None = None,
+    beta: jax.typing.ArrayLike = 0.98,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformation:
     r"""Sign of a Nesterov momentum with a single coefficient :math:`\beta`.
 

@@ -22,8 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from warmup_jax.optim import _tree
-from warmup_jax.optim import groups
+from warmup_jax.optim import _tree, groups
 
 
 class NeuronDimensionNumbers(NamedTuple):
@@ -39,8 +38,7 @@ class NeuronDimensionNumbers(NamedTuple):
 #: Dimension-number spec accepted by the rotational transforms: ``None`` (Flax defaults from the
 #: path), ``"tensor"`` (the whole tensor is one neuron), one :class:`NeuronDimensionNumbers` for all
 #: tensors, a tree of them, or a callable ``params -> tree``.
-DimensionNumbersSpec = (
-        None | str | NeuronDimensionNumbers | Any | Callable[[Any], Any])
+DimensionNumbersSpec = None | str | NeuronDimensionNumbers | Any | Callable[[Any], Any]
 
 _is_dim_nums = lambda x: isinstance(x, NeuronDimensionNumbers)  # noqa: E731
 
@@ -107,7 +105,7 @@ def resolve_reduction_axes(params: Any, spec: DimensionNumbersSpec = None) -> li
     else:
         dims = _tree.align_leaves(params, spec, what="dimension_numbers", is_leaf=_is_dim_nums)
     result = []
-    for p, x, d in zip(paths, leaves, dims):
+    for x, d in zip(leaves, dims):
         if x.ndim == 0:
             result.append(())
         else:
@@ -122,10 +120,10 @@ def neuron_sq_norms(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
 
 
 def center_rotational_params(
-        params: Any,
-        *,
-        rules: Sequence[groups.Rule] | None = None,
-        dimension_numbers: DimensionNumbersSpec = None,
+    params: Any,
+    *,
+    rules: Sequence[groups.Rule] | None = None,
+    dimension_numbers: DimensionNumbersSpec = None,
 ) -> Any:
     r"""Centres every neuron of the rotational tensors, keeping its norm (REQ's initialisation).
 

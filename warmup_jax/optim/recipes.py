@@ -29,17 +29,16 @@ The trainer passes ``micro_batch_stats`` to ``tx.update`` for the names in
 :data:`NEEDS_INITIAL_GRADIENT` with :func:`warmup_jax.optim.gi_adam_init`.
 """
 
-from collections.abc import Callable, Sequence
 import functools
 import inspect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optax
 
 from warmup_jax.optim import factors as factors_lib
-from warmup_jax.optim import groups
+from warmup_jax.optim import groups, rotational
 from warmup_jax.optim import lion as lion_lib
-from warmup_jax.optim import rotational
 
 Recipe = Callable[..., optax.GradientTransformationExtraArgs]
 
@@ -67,8 +66,8 @@ def _register(fn: Recipe) -> Recipe:
         unknown = [key for key in kwargs if key not in signature.parameters]
         if unknown:
             raise UnknownHyperparameterError(
-                    f"recipe {fn.__name__!r} got unknown hyperparameter(s) {unknown}; "
-                    f"allowed: {allowed}")
+                f"recipe {fn.__name__!r} got unknown hyperparameter(s) {unknown}; allowed: {allowed}"
+            )
         return fn(*args, **kwargs)
 
     RECIPES[fn.__name__] = recipe
@@ -99,86 +98,90 @@ def _check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
 
 
 def _decayed_plain(
-        direction: optax.GradientTransformation,
-        learning_rate: optax.ScalarOrSchedule,
-        weight_decay: Any,
-        extra: Sequence[optax.GradientTransformation] = (),
+    direction: optax.GradientTransformation,
+    learning_rate: optax.ScalarOrSchedule,
+    weight_decay: Any,
+    extra: Sequence[optax.GradientTransformation] = (),
 ) -> optax.GradientTransformationExtraArgs:
-    return optax.chain(direction, *extra, optax.add_decayed_weights(weight_decay),
-                       optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(
+        direction, *extra, optax.add_decayed_weights(weight_decay), optax.scale_by_learning_rate(learning_rate)
+    )
 
 
 def _undecayed_plain(
-        direction: optax.GradientTransformation,
-        learning_rate: optax.ScalarOrSchedule,
-        extra: Sequence[optax.GradientTransformation] = (),
+    direction: optax.GradientTransformation,
+    learning_rate: optax.ScalarOrSchedule,
+    extra: Sequence[optax.GradientTransformation] = (),
 ) -> optax.GradientTransformationExtraArgs:
     return optax.chain(direction, *extra, optax.scale_by_learning_rate(learning_rate))
 
 
 def _angular_learning_rates(
-        learning_rate: optax.ScalarOrSchedule,
-        angular_step: str,
-        plain_learning_rate: optax.ScalarOrSchedule | None,
+    learning_rate: optax.ScalarOrSchedule,
+    angular_step: str,
+    plain_learning_rate: optax.ScalarOrSchedule | None,
 ) -> tuple[optax.ScalarOrSchedule, bool]:
     """(learning rate of the plain groups, whether the equilibrium mapping is used)."""
     _check_choice("angular_step", angular_step, _ANGULAR_STEPS)
     if angular_step == "direct":
         if plain_learning_rate is None:
             raise ValueError(
-                    "angular_step='direct' makes learning_rate the angular step of the rotational "
-                    "tensors; give plain_learning_rate for the other tensors")
+                "angular_step='direct' makes learning_rate the angular step of the rotational "
+                "tensors; give plain_learning_rate for the other tensors"
+            )
         return plain_learning_rate, False
     return learning_rate if plain_learning_rate is None else plain_learning_rate, True
 
 
 def _rotational_partition(
-        *,
-        direction: Callable[[], optax.GradientTransformation],
-        learning_rate: optax.ScalarOrSchedule,
-        weight_decay: Any,
-        equilibrium: Callable[..., Any],
-        angular_step: str,
-        plain_learning_rate: optax.ScalarOrSchedule | None,
-        plain_decayed: Callable[[optax.ScalarOrSchedule], optax.GradientTransformation],
-        plain_undecayed: Callable[[optax.ScalarOrSchedule], optax.GradientTransformation],
-        zero_mean: bool,
-        normalization: str,
-        norm_ema_decay: Any,
-        exact_angle: bool,
-        step_factors: Sequence[factors_lib.StepFactor],
-        rules: Sequence[groups.Rule] | None,
+    *,
+    direction: Callable[[], optax.GradientTransformation],
+    learning_rate: optax.ScalarOrSchedule,
+    weight_decay: Any,
+    equilibrium: Callable[..., Any],
+    angular_step: str,
+    plain_learning_rate: optax.ScalarOrSchedule | None,
+    plain_decayed: Callable[[optax.ScalarOrSchedule], optax.GradientTransformation],
+    plain_undecayed: Callable[[optax.ScalarOrSchedule], optax.GradientTransformation],
+    zero_mean: bool,
+    normalization: str,
+    norm_ema_decay: Any,
+    exact_angle: bool,
+    step_factors: Sequence[factors_lib.StepFactor],
+    rules: Sequence[groups.Rule] | None,
 ) -> optax.GradientTransformationExtraArgs:
-    plain_lr, use_equilibrium = _angular_learning_rates(
-            learning_rate, angular_step, plain_learning_rate)
+    plain_lr, use_equilibrium = _angular_learning_rates(learning_rate, angular_step, plain_learning_rate)
     rotating = rotational.scale_by_rotational(
-            direction(),
-            learning_rate,
-            weight_decay=weight_decay,
-            equilibrium=equilibrium if use_equilibrium else None,
-            zero_mean=zero_mean,
-            normalization=normalization,
-            norm_ema_decay=norm_ema_decay,
-            exact_angle=exact_angle,
-            step_factors=step_factors,
+        direction(),
+        learning_rate,
+        weight_decay=weight_decay,
+        equilibrium=equilibrium if use_equilibrium else None,
+        zero_mean=zero_mean,
+        normalization=normalization,
+        norm_ema_decay=norm_ema_decay,
+        exact_angle=exact_angle,
+        step_factors=step_factors,
     )
     return groups.partition(
-            {groups.ROTATIONAL: rotating,
-             groups.DECAY: plain_decayed(plain_lr),
-             groups.NO_DECAY: plain_undecayed(plain_lr)},
-            rules)
+        {
+            groups.ROTATIONAL: rotating,
+            groups.DECAY: plain_decayed(plain_lr),
+            groups.NO_DECAY: plain_undecayed(plain_lr),
+        },
+        rules,
+    )
 
 
 @_register
 def adamw(
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        b1: float = 0.9,
-        b2: float = 0.95,
-        eps: float = 1e-8,
-        weight_decay: float = 0.1,
-        rules: Sequence[groups.Rule] | None = None,
-        mu_dtype: Any | None = None,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+    rules: Sequence[groups.Rule] | None = None,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""The paper's AdamW baseline (PyTorch form: the decay is multiplied by the learning rate).
 
@@ -191,19 +194,26 @@ def adamw(
     _check("b1", b1, 0.0, 1.0)
     _check("b2", b2, 0.0, 1.0)
     _check("weight_decay", weight_decay, 0.0, float("inf"))
-    return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
-                       weight_decay=weight_decay, mask=groups.decay_mask(rules))
+    return optax.adamw(
+        learning_rate,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        mu_dtype=mu_dtype,
+        weight_decay=weight_decay,
+        mask=groups.decay_mask(rules),
+    )
 
 
 @_register
 def lion(
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        b1: float = 0.9,
-        b2: float = 0.99,
-        weight_decay: float = 1.0,
-        rules: Sequence[groups.Rule] | None = None,
-        mu_dtype: Any | None = None,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    weight_decay: float = 1.0,
+    rules: Sequence[groups.Rule] | None = None,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Lion, the paper's Lion baseline (optax's ``lion``).
 
@@ -216,31 +226,32 @@ def lion(
     _check("b1", b1, 0.0, 1.0)
     _check("b2", b2, 0.0, 1.0)
     _check("weight_decay", weight_decay, 0.0, float("inf"))
-    return optax.lion(learning_rate, b1=b1, b2=b2, mu_dtype=mu_dtype, weight_decay=weight_decay,
-                      mask=groups.decay_mask(rules))
+    return optax.lion(
+        learning_rate, b1=b1, b2=b2, mu_dtype=mu_dtype, weight_decay=weight_decay, mask=groups.decay_mask(rules)
+    )
 
 
 def _lion_a(learning_rate, direction, weight_decay, kappa, extra, rules):
     _check("weight_decay", weight_decay, 0.0, float("inf"))
     return optax.chain(
-            direction,
-            lion_lib.scale_to_fixed_norm(kappa),
-            *extra,
-            optax.masked(optax.add_decayed_weights(weight_decay), groups.decay_mask(rules)),
-            optax.scale_by_learning_rate(learning_rate),
+        direction,
+        lion_lib.scale_to_fixed_norm(kappa),
+        *extra,
+        optax.masked(optax.add_decayed_weights(weight_decay), groups.decay_mask(rules)),
+        optax.scale_by_learning_rate(learning_rate),
     )
 
 
 @_register
 def lion_a(
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        b1: float = 0.9,
-        b2: float = 0.99,
-        weight_decay: float = 1.0,
-        kappa: float = 1.0,
-        rules: Sequence[groups.Rule] | None = None,
-        mu_dtype: Any | None = None,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    weight_decay: float = 1.0,
+    kappa: float = 1.0,
+    rules: Sequence[groups.Rule] | None = None,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""LionA: Lion whose per-tensor update norm is exactly :math:`\kappa\sqrt{n}`.
 
@@ -254,8 +265,7 @@ def lion_a(
     """
     _check("b1", b1, 0.0, 1.0)
     _check("b2", b2, 0.0, 1.0)
-    return _lion_a(learning_rate, optax.scale_by_lion(b1, b2, mu_dtype), weight_decay, kappa, (),
-                   rules)
+    return _lion_a(learning_rate, optax.scale_by_lion(b1, b2, mu_dtype), weight_decay, kappa, (), rules)
 
 
 def _fast_direction(beta, nesterov, mu_dtype, fused=False):
@@ -269,15 +279,15 @@ def _fast_direction(beta, nesterov, mu_dtype, fused=False):
 
 @_register
 def lion_a_fast_momentum(
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        beta: float = 0.98,
-        nesterov: bool = True,
-        inverse_bias_correction: str | None = "linear",
-        weight_decay: float = 1.0,
-        kappa: float = 1.0,
-        rules: Sequence[groups.Rule] | None = None,
-        mu_dtype: Any | None = None,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    beta: float = 0.98,
+    nesterov: bool = True,
+    inverse_bias_correction: str | None = "linear",
+    weight_decay: float = 1.0,
+    kappa: float = 1.0,
+    rules: Sequence[groups.Rule] | None = None,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""LionA with high momentum, Nesterov and inverse bias correction (paper's Fig. 5, panel 4).
 
@@ -295,51 +305,63 @@ def lion_a_fast_momentum(
     extra = ()
     if inverse_bias_correction is not None:
         extra = (factors_lib.scale_by_inverse_bias_correction(beta, inverse_bias_correction),)
-    return _lion_a(learning_rate, _fast_direction(beta, nesterov, mu_dtype), weight_decay, kappa,
-                   extra, rules)
+    return _lion_a(learning_rate, _fast_direction(beta, nesterov, mu_dtype), weight_decay, kappa, extra, rules)
 
 
 def _lion_ar(
-        learning_rate, *, b1, b2, direction, plain_direction, weight_decay, angular_step,
-        plain_learning_rate, zero_mean, normalization, norm_ema_decay, exact_angle, step_factors,
-        plain_extra, rules):
+    learning_rate,
+    *,
+    b1,
+    b2,
+    direction,
+    plain_direction,
+    weight_decay,
+    angular_step,
+    plain_learning_rate,
+    zero_mean,
+    normalization,
+    norm_ema_decay,
+    exact_angle,
+    step_factors,
+    plain_extra,
+    rules,
+):
     _check("b1", b1, 0.0, 1.0)
     _check("b2", b2, 0.0, 1.0)
     _check("weight_decay", weight_decay, 0.0, float("inf"))
     return _rotational_partition(
-            direction=direction,
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            equilibrium=functools.partial(rotational.lion_equilibrium_angle, b1=b1, b2=b2),
-            angular_step=angular_step,
-            plain_learning_rate=plain_learning_rate,
-            plain_decayed=lambda lr: _decayed_plain(plain_direction(), lr, weight_decay,
-                                                    plain_extra()),
-            plain_undecayed=lambda lr: _undecayed_plain(plain_direction(), lr, plain_extra()),
-            zero_mean=zero_mean,
-            normalization=normalization,
-            norm_ema_decay=norm_ema_decay,
-            exact_angle=exact_angle,
-            step_factors=step_factors,
-            rules=rules,
+        direction=direction,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        equilibrium=functools.partial(rotational.lion_equilibrium_angle, b1=b1, b2=b2),
+        angular_step=angular_step,
+        plain_learning_rate=plain_learning_rate,
+        plain_decayed=lambda lr: _decayed_plain(plain_direction(), lr, weight_decay, plain_extra()),
+        plain_undecayed=lambda lr: _undecayed_plain(plain_direction(), lr, plain_extra()),
+        zero_mean=zero_mean,
+        normalization=normalization,
+        norm_ema_decay=norm_ema_decay,
+        exact_angle=exact_angle,
+        step_factors=step_factors,
+        rules=rules,
     )
 
 
 @_register
 def lion_ar(
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        b1: float = 0.9,
-        b2: float = 0.99,
-        weight_decay: float = 1.0,
-        angular_step: str = "equilibrium",
-        plain_learning_rate: optax.ScalarOrSchedule | None = None,
-        zero_mean: bool = True,
-        normalization: str = "exact",
-        norm_ema_decay: float = 0.9,
-        exact_angle: bool = False,
-        rules: Sequence[groups.Rule] | None = None,
-        mu_dtype: Any | None = None,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    weight_decay: float = 1.0,
+    angular_step: str = "equilibrium",
+    plain_learning_rate: optax.ScalarOrSchedule | None = None,
+    zero_mean: bool = True,
+    normalization: str = "exact",
+    norm_ema_decay: float = 0.9,
+    exact_angle: bool = False,
+    rules: Sequence[groups.Rule] | None = None,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""LionAR: Lion directions applied as per-neuron rotations of a fixed angle.
 
@@ -354,35 +376,44 @@ def lion_ar(
     the defaults are METHODS.md §8's (per neuron, centred updates, exact normalisation).
     """
     return _lion_ar(
-            learning_rate, b1=b1, b2=b2,
-            direction=lambda: lion_lib.scale_by_fused_lion(b1, b2, mu_dtype),
-            plain_direction=lambda: optax.scale_by_lion(b1, b2, mu_dtype),
-            weight_decay=weight_decay, angular_step=angular_step,
-            plain_learning_rate=plain_learning_rate, zero_mean=zero_mean,
-            normalization=normalization, norm_ema_decay=norm_ema_decay, exact_angle=exact_angle,
-            step_factors=(), plain_extra=lambda: (), rules=rules)
+        learning_rate,
+        b1=b1,
+        b2=b2,
+        direction=lambda: lion_lib.scale_by_fused_lion(b1, b2, mu_dtype),
+        plain_direction=lambda: optax.scale_by_lion(b1, b2, mu_dtype),
+        weight_decay=weight_decay,
+        angular_step=angular_step,
+        plain_learning_rate=plain_learning_rate,
+        zero_mean=zero_mean,
+        normalization=normalization,
+        norm_ema_decay=norm_ema_decay,
+        exact_angle=exact_angle,
+        step_factors=(),
+        plain_extra=lambda: (),
+        rules=rules,
+    )
 
 
 @_register
 def lion_ar_rrc(
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        b1: float = 0.9,
-        b2: float = 0.99,
-        weight_decay: float = 1.0,
-        angular_step: str = "equilibrium",
-        plain_learning_rate: optax.ScalarOrSchedule | None = None,
-        zero_mean: bool = True,
-        normalization: str = "exact",
-        norm_ema_decay: float = 0.9,
-        exact_angle: bool = False,
-        snr_per_tensor: bool = True,
-        snr_ema_decay: float = 0.9,
-        rrc_form: str = "sqrt",
-        rrc_gain_ratio: float | None = None,
-        rrc_clamp: tuple[float, float] | None = (1e-3, 1.0),
-        rules: Sequence[groups.Rule] | None = None,
-        mu_dtype: Any | None = None,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    weight_decay: float = 1.0,
+    angular_step: str = "equilibrium",
+    plain_learning_rate: optax.ScalarOrSchedule | None = None,
+    zero_mean: bool = True,
+    normalization: str = "exact",
+    norm_ema_decay: float = 0.9,
+    exact_angle: bool = False,
+    snr_per_tensor: bool = True,
+    snr_ema_decay: float = 0.9,
+    rrc_form: str = "sqrt",
+    rrc_gain_ratio: float | None = None,
+    rrc_clamp: tuple[float, float] | None = (1e-3, 1.0),
+    rules: Sequence[groups.Rule] | None = None,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""LionAR whose angular step is scaled by the RRC factor :math:`f = 1/\sqrt{1 + B\varphi}`.
 
@@ -394,35 +425,48 @@ def lion_ar_rrc(
     ``update`` raises without ``micro_batch_stats``. Tune the base learning rate with the factor
     on: :math:`f < 1` for most of training.
     """
-    rrc = factors_lib.snr_rrc_factor(per_tensor=snr_per_tensor, form=rrc_form,
-                                     gain_ratio=rrc_gain_ratio, ema_decay=snr_ema_decay,
-                                     clamp=None if rrc_clamp is None else tuple(rrc_clamp))
+    rrc = factors_lib.snr_rrc_factor(
+        per_tensor=snr_per_tensor,
+        form=rrc_form,
+        gain_ratio=rrc_gain_ratio,
+        ema_decay=snr_ema_decay,
+        clamp=None if rrc_clamp is None else tuple(rrc_clamp),
+    )
     return _lion_ar(
-            learning_rate, b1=b1, b2=b2,
-            direction=lambda: lion_lib.scale_by_fused_lion(b1, b2, mu_dtype),
-            plain_direction=lambda: optax.scale_by_lion(b1, b2, mu_dtype),
-            weight_decay=weight_decay, angular_step=angular_step,
-            plain_learning_rate=plain_learning_rate, zero_mean=zero_mean,
-            normalization=normalization, norm_ema_decay=norm_ema_decay, exact_angle=exact_angle,
-            step_factors=(rrc,), plain_extra=lambda: (), rules=rules)
+        learning_rate,
+        b1=b1,
+        b2=b2,
+        direction=lambda: lion_lib.scale_by_fused_lion(b1, b2, mu_dtype),
+        plain_direction=lambda: optax.scale_by_lion(b1, b2, mu_dtype),
+        weight_decay=weight_decay,
+        angular_step=angular_step,
+        plain_learning_rate=plain_learning_rate,
+        zero_mean=zero_mean,
+        normalization=normalization,
+        norm_ema_decay=norm_ema_decay,
+        exact_angle=exact_angle,
+        step_factors=(rrc,),
+        plain_extra=lambda: (),
+        rules=rules,
+    )
 
 
 @_register
 def lion_ar_fast_momentum(
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        beta: float = 0.98,
-        nesterov: bool = True,
-        inverse_bias_correction: str | None = "linear",
-        weight_decay: float = 1.0,
-        angular_step: str = "equilibrium",
-        plain_learning_rate: optax.ScalarOrSchedule | None = None,
-        zero_mean: bool = True,
-        normalization: str = "exact",
-        norm_ema_decay: float = 0.9,
-        exact_angle: bool = False,
-        rules: Sequence[groups.Rule] | None = None,
-        mu_dtype: Any | None = None,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    beta: float = 0.98,
+    nesterov: bool = True,
+    inverse_bias_correction: str | None = "linear",
+    weight_decay: float = 1.0,
+    angular_step: str = "equilibrium",
+    plain_learning_rate: optax.ScalarOrSchedule | None = None,
+    zero_mean: bool = True,
+    normalization: str = "exact",
+    norm_ema_decay: float = 0.9,
+    exact_angle: bool = False,
+    rules: Sequence[groups.Rule] | None = None,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""LionAR with β = 0.98, Nesterov momentum and inverse bias correction (no warmup needed).
 
@@ -441,33 +485,43 @@ def lion_ar_fast_momentum(
     if inverse_bias_correction is not None:
         step_factors = (factors_lib.inverse_bias_correction_factor(beta, inverse_bias_correction),)
         plain_extra = lambda: (  # noqa: E731
-                factors_lib.scale_by_inverse_bias_correction(beta, inverse_bias_correction),)
+            factors_lib.scale_by_inverse_bias_correction(beta, inverse_bias_correction),
+        )
     return _lion_ar(
-            learning_rate, b1=b1, b2=beta,
-            direction=lambda: _fast_direction(beta, nesterov, mu_dtype, fused=True),
-            plain_direction=lambda: _fast_direction(beta, nesterov, mu_dtype),
-            weight_decay=weight_decay, angular_step=angular_step,
-            plain_learning_rate=plain_learning_rate, zero_mean=zero_mean,
-            normalization=normalization, norm_ema_decay=norm_ema_decay, exact_angle=exact_angle,
-            step_factors=step_factors, plain_extra=plain_extra, rules=rules)
+        learning_rate,
+        b1=b1,
+        b2=beta,
+        direction=lambda: _fast_direction(beta, nesterov, mu_dtype, fused=True),
+        plain_direction=lambda: _fast_direction(beta, nesterov, mu_dtype),
+        weight_decay=weight_decay,
+        angular_step=angular_step,
+        plain_learning_rate=plain_learning_rate,
+        zero_mean=zero_mean,
+        normalization=normalization,
+        norm_ema_decay=norm_ema_decay,
+        exact_angle=exact_angle,
+        step_factors=step_factors,
+        plain_extra=plain_extra,
+        rules=rules,
+    )
 
 
 @_register
 def adamw_rotational(
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        b1: float = 0.9,
-        b2: float = 0.95,
-        eps: float = 1e-8,
-        weight_decay: float = 0.1,
-        angular_step: str = "equilibrium",
-        plain_learning_rate: optax.ScalarOrSchedule | None = None,
-        zero_mean: bool = True,
-        normalization: str = "exact",
-        norm_ema_decay: float = 0.9,
-        exact_angle: bool = False,
-        rules: Sequence[groups.Rule] | None = None,
-        mu_dtype: Any | None = None,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+    angular_step: str = "equilibrium",
+    plain_learning_rate: optax.ScalarOrSchedule | None = None,
+    zero_mean: bool = True,
+    normalization: str = "exact",
+    norm_ema_decay: float = 0.9,
+    exact_angle: bool = False,
+    rules: Sequence[groups.Rule] | None = None,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Rotational AdamW (REQ's RV-AdamW): Adam directions applied as fixed-angle rotations.
 
@@ -480,34 +534,33 @@ def adamw_rotational(
     _check("b2", b2, 0.0, 1.0)
     _check("weight_decay", weight_decay, 0.0, float("inf"))
     return _rotational_partition(
-            direction=lambda: optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype),
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            equilibrium=functools.partial(rotational.adamw_equilibrium_angle, b1=b1),
-            angular_step=angular_step,
-            plain_learning_rate=plain_learning_rate,
-            plain_decayed=lambda lr: optax.adamw(lr, b1, b2, eps, mu_dtype=mu_dtype,
-                                                 weight_decay=weight_decay),
-            plain_undecayed=lambda lr: optax.adam(lr, b1, b2, eps, mu_dtype=mu_dtype),
-            zero_mean=zero_mean,
-            normalization=normalization,
-            norm_ema_decay=norm_ema_decay,
-            exact_angle=exact_angle,
-            step_factors=(),
-            rules=rules,
+        direction=lambda: optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype),
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        equilibrium=functools.partial(rotational.adamw_equilibrium_angle, b1=b1),
+        angular_step=angular_step,
+        plain_learning_rate=plain_learning_rate,
+        plain_decayed=lambda lr: optax.adamw(lr, b1, b2, eps, mu_dtype=mu_dtype, weight_decay=weight_decay),
+        plain_undecayed=lambda lr: optax.adam(lr, b1, b2, eps, mu_dtype=mu_dtype),
+        zero_mean=zero_mean,
+        normalization=normalization,
+        norm_ema_decay=norm_ema_decay,
+        exact_angle=exact_angle,
+        step_factors=(),
+        rules=rules,
     )
 
 
 @_register
 def gi_adam(
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        b1: float = 0.9,
-        b2: float = 0.95,
-        eps: float = 1e-8,
-        weight_decay: float = 0.1,
-        rules: Sequence[groups.Rule] | None = None,
-        mu_dtype: Any | None = None,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+    rules: Sequence[groups.Rule] | None = None,
+    mu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""GI-Adam (Kalra & Barkeshli): the AdamW baseline with :math:`v_0 = g_0^2`.
 
@@ -516,20 +569,19 @@ def gi_adam(
     are the baseline's so the two compare at equal settings; Kalra & Barkeshli used
     β₂ = 0.999, where the built-in warmup lasts ~1000 instead of ~20 steps.
     """
-    return adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, rules=rules,
-                 mu_dtype=mu_dtype)
+    return adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, rules=rules, mu_dtype=mu_dtype)
 
 
 @_register
 def radam(
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        b1: float = 0.9,
-        b2: float = 0.95,
-        eps: float = 1e-8,
-        threshold: float = 5.0,
-        weight_decay: float = 0.1,
-        rules: Sequence[groups.Rule] | None = None,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    eps: float = 1e-8,
+    threshold: float = 5.0,
+    weight_decay: float = 0.1,
+    rules: Sequence[groups.Rule] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""optax's RAdam (rectified Adam, threshold 5) with the baseline's decoupled weight decay.
 
@@ -540,7 +592,7 @@ def radam(
     _check("b2", b2, 0.0, 1.0)
     _check("weight_decay", weight_decay, 0.0, float("inf"))
     return optax.chain(
-            optax.scale_by_radam(b1, b2, eps, threshold=threshold),
-            optax.masked(optax.add_decayed_weights(weight_decay), groups.decay_mask(rules)),
-            optax.scale_by_learning_rate(learning_rate),
+        optax.scale_by_radam(b1, b2, eps, threshold=threshold),
+        optax.masked(optax.add_decayed_weights(weight_decay), groups.decay_mask(rules)),
+        optax.scale_by_learning_rate(learning_rate),
     )

@@ -5,8 +5,8 @@ as an optax wrapper around any inner direction (``optax.scale_by_lion``, ``optax
 ``optax.trace``, ...).
 """
 
-from collections.abc import Callable, Sequence
 import math
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -42,10 +42,10 @@ class ScaleByRotationalState(NamedTuple):
 
 
 def lion_equilibrium_angle(
-        learning_rate: jax.typing.ArrayLike,
-        weight_decay: jax.typing.ArrayLike,
-        b1: jax.typing.ArrayLike = 0.9,
-        b2: jax.typing.ArrayLike = 0.99,
+    learning_rate: jax.typing.ArrayLike,
+    weight_decay: jax.typing.ArrayLike,
+    b1: jax.typing.ArrayLike = 0.9,
+    b2: jax.typing.ArrayLike = 0.99,
 ) -> jax.Array:
     r"""Equilibrium angular update of Lion with decoupled weight decay (REQ's formula).
 
@@ -63,9 +63,9 @@ def lion_equilibrium_angle(
 
 
 def adamw_equilibrium_angle(
-        learning_rate: jax.typing.ArrayLike,
-        weight_decay: jax.typing.ArrayLike,
-        b1: jax.typing.ArrayLike = 0.9,
+    learning_rate: jax.typing.ArrayLike,
+    weight_decay: jax.typing.ArrayLike,
+    b1: jax.typing.ArrayLike = 0.9,
 ) -> jax.Array:
     r"""Equilibrium angular update of AdamW: :math:`\sqrt{2\eta\lambda(1-\beta_1)/(1+\beta_1)}`."""
     lr = jnp.asarray(learning_rate, jnp.float32)
@@ -75,9 +75,9 @@ def adamw_equilibrium_angle(
 
 
 def sgdm_equilibrium_angle(
-        learning_rate: jax.typing.ArrayLike,
-        weight_decay: jax.typing.ArrayLike,
-        momentum: jax.typing.ArrayLike = 0.0,
+    learning_rate: jax.typing.ArrayLike,
+    weight_decay: jax.typing.ArrayLike,
+    momentum: jax.typing.ArrayLike = 0.0,
 ) -> jax.Array:
     r"""Equilibrium angular update of SGD with momentum :math:`\alpha` (``m = \alpha m + g``).
 
@@ -124,10 +124,9 @@ def _neuron_sums(terms: tuple[jax.Array, ...], axes: tuple[int, ...]) -> list[ja
     ndim = len(shape)
     zeros = tuple(jnp.zeros([], t.dtype) for t in terms)
     add = lambda xs, ys: tuple(x + y for x, y in zip(xs, ys))  # noqa: E731
-    if len(axes) == 1 and axes[0] < ndim - 1 and shape[axes[0]] % _BLOCK == 0 \
-            and shape[axes[0]] >= 2 * _BLOCK:
+    if len(axes) == 1 and axes[0] < ndim - 1 and shape[axes[0]] % _BLOCK == 0 and shape[axes[0]] >= 2 * _BLOCK:
         ax = axes[0]
-        blocked = shape[:ax] + (shape[ax] // _BLOCK, _BLOCK) + shape[ax + 1:]
+        blocked = shape[:ax] + (shape[ax] // _BLOCK, _BLOCK) + shape[ax + 1 :]
         partial = jax.lax.reduce(tuple(t.reshape(blocked) for t in terms), zeros, add, (ax + 1,))
         return [jnp.sum(p, axis=ax, keepdims=True) for p in partial]
     if math.prod(shape[ax] for ax in axes) > _MAX_SEQUENTIAL:
@@ -139,19 +138,19 @@ def _neuron_sums(terms: tuple[jax.Array, ...], axes: tuple[int, ...]) -> list[ja
 
 
 def _rotate(
-        w: jax.Array,
-        u: jax.Array,
-        r: jax.Array,
-        q: jax.Array | None,
-        axes: tuple[int, ...],
-        step: jax.Array,
-        count: jax.Array,
-        *,
-        zero_mean: bool,
-        normalization: str,
-        ema_decay: jax.typing.ArrayLike,
-        eps: float,
-        after: jax.Array | None = None,
+    w: jax.Array,
+    u: jax.Array,
+    r: jax.Array,
+    q: jax.Array | None,
+    axes: tuple[int, ...],
+    step: jax.Array,
+    count: jax.Array,
+    *,
+    zero_mean: bool,
+    normalization: str,
+    ema_decay: jax.typing.ArrayLike,
+    eps: float,
+    after: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
     """One rotational step for one tensor; returns ``(w_new - w, new EMA, token)``.
 
@@ -209,18 +208,18 @@ def _rotate(
 
 
 def scale_by_rotational(
-        inner: optax.GradientTransformation,
-        learning_rate: optax.ScalarOrSchedule,
-        *,
-        weight_decay: jax.typing.ArrayLike = 0.0,
-        equilibrium: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-        dimension_numbers: neurons.DimensionNumbersSpec = None,
-        zero_mean: bool = True,
-        normalization: str = "exact",
-        norm_ema_decay: jax.typing.ArrayLike = 0.9,
-        exact_angle: bool = False,
-        step_factors: Sequence[factors_lib.StepFactor] = (),
-        eps: float = 1e-8,
+    inner: optax.GradientTransformation,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    weight_decay: jax.typing.ArrayLike = 0.0,
+    equilibrium: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    dimension_numbers: neurons.DimensionNumbersSpec = None,
+    zero_mean: bool = True,
+    normalization: str = "exact",
+    norm_ema_decay: jax.typing.ArrayLike = 0.9,
+    exact_angle: bool = False,
+    step_factors: Sequence[factors_lib.StepFactor] = (),
+    eps: float = 1e-8,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Turns every neuron by a controlled angle and keeps its norm fixed (LionAR, RV-AdamW).
 
@@ -301,12 +300,12 @@ def scale_by_rotational(
     """
     if normalization not in _NORMALIZATIONS:
         raise ValueError(f"normalization={normalization!r} is not one of {_NORMALIZATIONS}")
-    if (equilibrium is not None and isinstance(weight_decay, (int, float))
-            and weight_decay <= 0):
+    if equilibrium is not None and isinstance(weight_decay, (int, float)) and weight_decay <= 0:
         raise ValueError(
-                f"weight_decay={weight_decay} must be > 0 with the equilibrium mapping (the "
-                "equilibrium angle is sqrt(lr * weight_decay)); pass equilibrium=None to give the "
-                "angular step directly")
+            f"weight_decay={weight_decay} must be > 0 with the equilibrium mapping (the "
+            "equilibrium angle is sqrt(lr * weight_decay)); pass equilibrium=None to give the "
+            "angular step directly"
+        )
     if isinstance(norm_ema_decay, (int, float)) and not 0.0 <= norm_ema_decay < 1.0:
         raise ValueError(f"norm_ema_decay={norm_ema_decay} must lie in [0, 1)")
     inner = optax.with_extra_args_support(inner)
@@ -319,11 +318,11 @@ def scale_by_rotational(
         norms = [jnp.sqrt(neurons.neuron_sq_norms(x, ax)) for x, ax in zip(leaves, axes)]
         ema = treedef.unflatten([jnp.zeros_like(r) for r in norms]) if use_ema else ()
         return ScaleByRotationalState(
-                count=jnp.zeros([], jnp.int32),
-                inner_state=inner.init(params),
-                neuron_norms=treedef.unflatten(norms),
-                update_sq_norm_ema=ema,
-                factor_states=tuple(f.init(params) for f in step_factors),
+            count=jnp.zeros([], jnp.int32),
+            inner_state=inner.init(params),
+            neuron_norms=treedef.unflatten(norms),
+            update_sq_norm_ema=ema,
+            factor_states=tuple(f.init(params) for f in step_factors),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -331,17 +330,16 @@ def scale_by_rotational(
             raise ValueError("scale_by_rotational needs params: call update(grads, state, params)")
         count = optax.safe_increment(state.count)
         factor_values, factor_states = factors_lib.update_factors(
-                step_factors, state.factor_states, updates, params, **extra_args)
+            step_factors, state.factor_states, updates, params, **extra_args
+        )
         direction, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
 
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
-        angle = jnp.asarray(lr if equilibrium is None else equilibrium(lr, weight_decay),
-                            jnp.float32)
+        angle = jnp.asarray(lr if equilibrium is None else equilibrium(lr, weight_decay), jnp.float32)
         leaves_u, treedef = jax.tree.flatten(direction)
         leaves_w = treedef.flatten_up_to(params)
         leaves_r = treedef.flatten_up_to(state.neuron_norms)
-        leaves_q = treedef.flatten_up_to(state.update_sq_norm_ema) if use_ema else [None] * len(
-                leaves_u)
+        leaves_q = treedef.flatten_up_to(state.update_sq_norm_ema) if use_ema else [None] * len(leaves_u)
         axes = neurons.resolve_reduction_axes(params, dimension_numbers)
         scales = factors_lib.combine_factors(factor_values, direction)
 
@@ -358,18 +356,29 @@ def scale_by_rotational(
         for w, u, r, q, ax, f in zip(leaves_w, leaves_u, leaves_r, leaves_q, axes, scales):
             theta = angle * f
             step = jnp.tan(jnp.minimum(theta, 1.5)) if exact_angle else theta
-            upd, q, token = _rotate(w, u, r, q, ax, step, count, zero_mean=zero_mean,
-                                    normalization=normalization, ema_decay=norm_ema_decay,
-                                    eps=eps, after=token)
+            upd, q, token = _rotate(
+                w,
+                u,
+                r,
+                q,
+                ax,
+                step,
+                count,
+                zero_mean=zero_mean,
+                normalization=normalization,
+                ema_decay=norm_ema_decay,
+                eps=eps,
+                after=token,
+            )
             token = token if chain else None
             new_updates.append(upd.astype(w.dtype))
             new_q.append(q)
         return treedef.unflatten(new_updates), ScaleByRotationalState(
-                count=count,
-                inner_state=inner_state,
-                neuron_norms=state.neuron_norms,
-                update_sq_norm_ema=treedef.unflatten(new_q) if use_ema else (),
-                factor_states=tuple(factor_states),
+            count=count,
+            inner_state=inner_state,
+            neuron_norms=state.neuron_norms,
+            update_sq_norm_ema=treedef.unflatten(new_q) if use_ema else (),
+            factor_states=tuple(factor_states),
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

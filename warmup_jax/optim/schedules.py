@@ -11,13 +11,13 @@ import optax
 
 
 def trapezoid_schedule(
-        peak_value: float,
-        total_steps: int,
-        *,
-        warmup_steps: int = 0,
-        cooldown_fraction: float = 0.5,
-        init_value: float = 0.0,
-        end_value: float = 0.0,
+    peak_value: float,
+    total_steps: int,
+    *,
+    warmup_steps: int = 0,
+    cooldown_fraction: float = 0.5,
+    init_value: float = 0.0,
+    end_value: float = 0.0,
 ) -> optax.Schedule:
     """Linear warmup, constant plateau, linear cooldown (the paper's schedule).
 
@@ -50,8 +50,8 @@ def trapezoid_schedule(
     plateau_steps = total_steps - warmup_steps - cooldown_steps
     if warmup_steps < 0 or plateau_steps < 0:
         raise ValueError(
-                f"warmup_steps={warmup_steps} plus cooldown ({cooldown_steps} steps) exceeds "
-                f"total_steps={total_steps}; allowed: 0 <= warmup_steps <= {total_steps - cooldown_steps}"
+            f"warmup_steps={warmup_steps} plus cooldown ({cooldown_steps} steps) exceeds "
+            f"total_steps={total_steps}; allowed: 0 <= warmup_steps <= {total_steps - cooldown_steps}"
         )
     pieces, boundaries = [], []
     if warmup_steps > 0:
@@ -65,12 +65,12 @@ def trapezoid_schedule(
 
 
 def polynomial_warmup_schedule(
-        init_value: float,
-        peak_value: float,
-        warmup_steps: int,
-        *,
-        power: float = 1.0,
-        after_warmup: optax.Schedule | None = None,
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    *,
+    power: float = 1.0,
+    after_warmup: optax.Schedule | None = None,
 ) -> optax.Schedule:
     r"""Kalra & Barkeshli's warmup from :math:`\eta_{init}`, then a given schedule.
 
@@ -130,6 +130,5 @@ def porian_warmup_steps(num_params: int, tokens_per_step: int) -> int:
         The number of warmup steps.
     """
     if num_params <= 0 or tokens_per_step <= 0:
-        raise ValueError(
-                f"num_params={num_params} and tokens_per_step={tokens_per_step} must be positive")
+        raise ValueError(f"num_params={num_params} and tokens_per_step={tokens_per_step} must be positive")
     return -(-int(num_params) // int(tokens_per_step))

@@ -72,10 +72,10 @@ class SNRState(NamedTuple):
 
 
 def noise_and_signal(
-        sum_sq_norm_small_mean: jax.typing.ArrayLike,
-        sq_norm_big: jax.typing.ArrayLike,
-        b: jax.typing.ArrayLike,
-        B: jax.typing.ArrayLike,  # noqa: N803 (the paper's symbol)
+    sum_sq_norm_small_mean: jax.typing.ArrayLike,
+    sq_norm_big: jax.typing.ArrayLike,
+    b: jax.typing.ArrayLike,
+    B: jax.typing.ArrayLike,  # noqa: N803 (the paper's symbol)
 ) -> tuple[jax.Array, jax.Array]:
     r"""Unbiased noise and signal estimates from a small and a big batch size.
 
@@ -111,9 +111,7 @@ def phi(signal: jax.typing.ArrayLike, noise: jax.typing.ArrayLike) -> jax.Array:
 
 def _check_stats(stats: Any) -> MicroBatchStats:
     if not isinstance(stats, MicroBatchStats):
-        raise TypeError(
-                "micro_batch_stats must be a warmup_jax.optim.snr.MicroBatchStats, got "
-                f"{type(stats).__name__}")
+        raise TypeError(f"micro_batch_stats must be a warmup_jax.optim.snr.MicroBatchStats, got {type(stats).__name__}")
     return stats
 
 
@@ -166,17 +164,16 @@ def init_snr_state(params: Any = None, *, per_tensor: bool = True) -> SNRState:
             raise ValueError("init_snr_state(per_tensor=True) needs params")
         zeros = lambda: jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params)  # noqa: E731
         return SNRState(noise=zeros(), signal=zeros(), count=jnp.zeros([], jnp.int32))
-    return SNRState(noise=jnp.zeros([], jnp.float32), signal=jnp.zeros([], jnp.float32),
-                    count=jnp.zeros([], jnp.int32))
+    return SNRState(noise=jnp.zeros([], jnp.float32), signal=jnp.zeros([], jnp.float32), count=jnp.zeros([], jnp.int32))
 
 
 def update_snr_state(
-        state: SNRState,
-        noise: Any,
-        signal: Any,
-        *,
-        decay: jax.typing.ArrayLike = 0.9,
-        valid: jax.typing.ArrayLike = True,
+    state: SNRState,
+    noise: Any,
+    signal: Any,
+    *,
+    decay: jax.typing.ArrayLike = 0.9,
+    valid: jax.typing.ArrayLike = True,
 ) -> SNRState:
     r"""Folds one estimate into the EMA: :math:`x \leftarrow d\,x + (1-d)\,\hat x` if ``valid``.
 
@@ -194,25 +191,24 @@ def update_snr_state(
         return jnp.where(valid, ema, old).astype(old.dtype)
 
     return SNRState(
-            noise=jax.tree.map(fold, state.noise, noise),
-            signal=jax.tree.map(fold, state.signal, signal),
-            count=jnp.where(valid, optax.safe_increment(state.count), state.count),
+        noise=jax.tree.map(fold, state.noise, noise),
+        signal=jax.tree.map(fold, state.signal, signal),
+        count=jnp.where(valid, optax.safe_increment(state.count), state.count),
     )
 
 
 def snr_from_state(state: SNRState) -> Any:
     """:func:`phi` of the smoothed estimates (tree or scalar); 0 while ``state.count == 0``."""
-    return jax.tree.map(
-            lambda s, n: jnp.where(state.count > 0, phi(s, n), 0.0), state.signal, state.noise)
+    return jax.tree.map(lambda s, n: jnp.where(state.count > 0, phi(s, n), 0.0), state.signal, state.noise)
 
 
 def rrc_factor(
-        snr: jax.typing.ArrayLike,
-        batch_size: jax.typing.ArrayLike,
-        *,
-        form: str = "sqrt",
-        gain_ratio: jax.typing.ArrayLike | None = None,
-        clamp: tuple[float, float] | None = None,
+    snr: jax.typing.ArrayLike,
+    batch_size: jax.typing.ArrayLike,
+    *,
+    form: str = "sqrt",
+    gain_ratio: jax.typing.ArrayLike | None = None,
+    clamp: tuple[float, float] | None = None,
 ) -> jax.Array:
     r"""Learning-rate factor that keeps the relative representation change constant.
 
@@ -249,8 +245,7 @@ def rrc_factor(
     return f
 
 
-def rescale_micro_batch_stats(
-        stats: MicroBatchStats, factor: jax.typing.ArrayLike) -> MicroBatchStats:
+def rescale_micro_batch_stats(stats: MicroBatchStats, factor: jax.typing.ArrayLike) -> MicroBatchStats:
     """Scales the micro-batch gradients by ``factor`` (their squared norms by ``factor**2``).
 
     Use it when the mean gradient handed to the optimizer was multiplied by a global factor, e.g.
@@ -259,8 +254,7 @@ def rescale_micro_batch_stats(
     norms of the estimator describe the same (scaled) gradients and :math:`\\varphi` is unbiased.
     """
     factor = jnp.asarray(factor, jnp.float32)
-    return stats._replace(
-            sum_sq_norms=jax.tree.map(lambda s: s * factor * factor, stats.sum_sq_norms))
+    return stats._replace(sum_sq_norms=jax.tree.map(lambda s: s * factor * factor, stats.sum_sq_norms))
 
 
 def global_norm_clip_factor(grads: Any, max_norm: jax.typing.ArrayLike) -> jax.Array:

@@ -18,9 +18,20 @@ import orbax.checkpoint as ocp
 from warmup_jax.errors import CheckpointError
 
 # Config fields that must agree between a checkpoint and the run that resumes it.
-_MUST_MATCH = ("model", "optim.name", "optim.hparams", "train.batch_size", "train.grad_accum_steps",
-               "train.seq_len", "data.source", "data.path", "data.tokenizer", "data.bpe_vocab_size", "train.seed",
-               "data.seed")
+_MUST_MATCH = (
+    "model",
+    "optim.name",
+    "optim.hparams",
+    "train.batch_size",
+    "train.grad_accum_steps",
+    "train.seq_len",
+    "data.source",
+    "data.path",
+    "data.tokenizer",
+    "data.bpe_vocab_size",
+    "train.seed",
+    "data.seed",
+)
 
 
 def _lookup(d: dict, dotted: str) -> Any:
@@ -94,9 +105,7 @@ class Checkpointer:
 
 def abstract_like(tree: Any, shardings: Any) -> Any:
     """ShapeDtypeStructs carrying the target shardings, for orbax restores."""
-    return jax.tree_util.tree_map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
-    )
+    return jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
 def config_dict(config: Any) -> dict:

@@ -25,7 +25,7 @@ class MetricLogger:
             return
         os.makedirs(out_dir, exist_ok=True)
         self.path = os.path.join(out_dir, "metrics.jsonl")
-        self._file = open(self.path, "a")
+        self._file = open(self.path, "a")  # noqa: SIM115 (open for the life of the run)
         if tensorboard:
             from tensorboardX import SummaryWriter
 

@@ -10,7 +10,7 @@ schedule) plus keyword hyperparameters, which come from ``optim.hparams`` in the
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -84,8 +84,11 @@ def build_schedule(
     DeepSpeed recommends; ``tokens_per_step(step)`` gives the tokens trained at each step.
     """
     base = trapezoid_schedule(
-        optim_cfg.lr, total_steps, warmup_steps=optim_cfg.warmup_steps,
-        cooldown_fraction=optim_cfg.cooldown_fraction, end_value=optim_cfg.end_lr,
+        optim_cfg.lr,
+        total_steps,
+        warmup_steps=optim_cfg.warmup_steps,
+        cooldown_fraction=optim_cfg.cooldown_fraction,
+        end_value=optim_cfg.end_lr,
     )
     if optim_cfg.schedule_unit == "steps" or tokens_per_step is None:
         return base

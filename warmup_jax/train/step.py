@@ -79,9 +79,16 @@ def make_train_step(
         key, step_key = jax.random.split(jax.random.wrap_key_data(state.rng))
         capture = -(-metrics.rrc_tokens // num_micro) if metrics is not None else 0
         grad_fn = jax.value_and_grad(make_loss_fn(model_def, dropout, capture_tokens=capture), has_aux=capture > 0)
-        due = None if metrics is None else update_lib.metrics_due(
-            state.step + 1, interval=metrics.interval, dense_interval=metrics.dense_interval,
-            dense_until_step=metrics.dense_until_step)
+        due = (
+            None
+            if metrics is None
+            else update_lib.metrics_due(
+                state.step + 1,
+                interval=metrics.interval,
+                dense_interval=metrics.dense_interval,
+                dense_until_step=metrics.dense_until_step,
+            )
+        )
         # Per-micro-batch squared gradient norms, by parameter path: per tensor, and per layer for
         # stacked blocks (what the metrics report). The optimizer gets per-tensor sums of the same
         # values. Computed unconditionally: XLA drops them when neither the optimizer nor the
@@ -93,12 +100,18 @@ def make_train_step(
             tokens, index = inputs
             value, grads = grad_fn(state.params, tokens, jax.random.fold_in(step_key, index))
             loss, captured = value if capture else (value, None)
-            new_carry = (optax.tree.add(grad_sum, grads), optax.tree.add(sq_norm_sum, sq_norms_of(grads)),
-                         loss_sum + loss)
+            new_carry = (
+                optax.tree.add(grad_sum, grads),
+                optax.tree.add(sq_norm_sum, sq_norms_of(grads)),
+                loss_sum + loss,
+            )
             return new_carry, captured
 
-        init = (optax.tree.zeros_like(state.params),
-                jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(sq_norms_of, state.params)), 0.0)
+        init = (
+            optax.tree.zeros_like(state.params),
+            jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(sq_norms_of, state.params)),
+            0.0,
+        )
         (grad_sum, sq_norm_sum, loss_sum), captured = jax.lax.scan(
             accumulate, init, (tokens_KxbxT1, jnp.arange(num_micro))
         )
@@ -122,11 +135,22 @@ def make_train_step(
         }
         if metrics is not None:
             stats = MicroBatchStats(sq_norm_sum, num_micro, micro_size)
-            captured = {layer: _merge_micro_batches(xy, update_lib.stack_prefix(layer, model_def.stacked) is not None)
-                        for layer, xy in (captured or {}).items()}
+            captured = {
+                layer: _merge_micro_batches(xy, update_lib.stack_prefix(layer, model_def.stacked) is not None)
+                for layer, xy in (captured or {}).items()
+            }
             out["update_metrics"] = _gated_update_metrics(
-                metrics, train_step.metric_names, due, state, updates, grad_sum, stats, captured, grad_clip,
-                model_def.stacked)
+                metrics,
+                train_step.metric_names,
+                due,
+                state,
+                updates,
+                grad_sum,
+                stats,
+                captured,
+                grad_clip,
+                model_def.stacked,
+            )
         new_state = TrainState(state.step + 1, params, opt_state, jax.random.key_data(key))
         return new_state, out
 
@@ -148,8 +172,18 @@ def _merge_micro_batches(xy: tuple[jax.Array | None, ...], stacked: bool) -> tup
     return tuple(merge(x) for x in xy)
 
 
-def _gated_update_metrics(cfg, names: list[str], due: jax.Array, state: TrainState, updates, grad_sum,
-                          stats: MicroBatchStats, captured, grad_clip: float, stacked: tuple[str, ...]) -> jax.Array:
+def _gated_update_metrics(
+    cfg,
+    names: list[str],
+    due: jax.Array,
+    state: TrainState,
+    updates,
+    grad_sum,
+    stats: MicroBatchStats,
+    captured,
+    grad_clip: float,
+    stacked: tuple[str, ...],
+) -> jax.Array:
     """The update metrics packed in a float32 vector, computed only when due (``lax.cond``).
 
     Fills ``names`` (the order of the vector) at trace time. The branch recomputes the new
@@ -164,12 +198,26 @@ def _gated_update_metrics(cfg, names: list[str], due: jax.Array, state: TrainSta
     def values(old, upd, g_sum, sum_sq_norms, first_moment, c) -> dict[str, jax.Array]:
         micro_stats = stats._replace(sum_sq_norms=sum_sq_norms)  # K and b stay static ints
         grads = optax.tree.scale(1.0 / stats.num_micro_batches, g_sum)
-        return update_lib.update_metrics(old, optax.apply_updates(old, upd), grads=grads,
-                                         micro_batch_stats=micro_stats, first_moment=first_moment,
-                                         momentum_beta=beta, grad_clip=grad_clip, captured=c, stacked=stacked)
+        return update_lib.update_metrics(
+            old,
+            optax.apply_updates(old, upd),
+            grads=grads,
+            micro_batch_stats=micro_stats,
+            first_moment=first_moment,
+            momentum_beta=beta,
+            grad_clip=grad_clip,
+            captured=c,
+            stacked=stacked,
+        )
 
-    operands = (state.params, updates, grad_sum, stats.sum_sq_norms,
-                update_lib.find_first_moment(state.opt_state, state.params), captured)
+    operands = (
+        state.params,
+        updates,
+        grad_sum,
+        stats.sum_sq_norms,
+        update_lib.find_first_moment(state.opt_state, state.params),
+        captured,
+    )
     names[:] = sorted(jax.eval_shape(values, *operands))
     return jax.lax.cond(
         due,

@@ -16,28 +16,35 @@ import math
 import os
 import signal
 import time
-from typing import Any
 
 import jax
 import numpy as np
 import optax
 
 from warmup_jax import data as data_lib
-from warmup_jax.data.loader import SeqLenWarmup, TrainLoader, eval_batches
 from warmup_jax.config import Config, ConfigError
+from warmup_jax.data.loader import SeqLenWarmup, TrainLoader, eval_batches
 from warmup_jax.metrics.update import metrics_due
 from warmup_jax.model import gpt
 from warmup_jax.model.flops import flops_per_token, peak_flops_per_device
+from warmup_jax.optim.gi_adam import gi_adam_init
+from warmup_jax.optim.snr import global_norm_clip_factor
 from warmup_jax.train import mesh as mesh_lib
 from warmup_jax.train.checkpoint import Checkpointer, abstract_like, config_dict
 from warmup_jax.train.logger import MetricLogger, Progress
-from warmup_jax.optim.gi_adam import gi_adam_init
-from warmup_jax.optim.snr import global_norm_clip_factor
 from warmup_jax.train.optimizer import (
-    build_optimizer, build_schedule, check_optimizer_config, check_optimizer_fits_training, needs_initial_gradient,
+    build_optimizer,
+    build_schedule,
+    check_optimizer_config,
+    check_optimizer_fits_training,
+    needs_initial_gradient,
 )
 from warmup_jax.train.step import (
-    TrainState, init_train_state, make_eval_step, make_mean_gradient, make_train_step,
+    TrainState,
+    init_train_state,
+    make_eval_step,
+    make_mean_gradient,
+    make_train_step,
 )
 
 
@@ -116,16 +123,14 @@ class Trainer:
         self.num_params = gpt.count_params(abstract_params)
         self.seq_len_warmup = SeqLenWarmup.from_config(config.data)
         self.schedule = build_schedule(
-            config.optim, tc.steps,
+            config.optim,
+            tc.steps,
             tokens_per_step=lambda s: tc.batch_size * self.seq_len_at(s),
         )
         self.tx = build_optimizer(config.optim, self.schedule)
 
         # Initialise parameters and optimizer state directly in their sharded layout.
-        param_shardings = mesh_lib.state_shardings(abstract_params, self.mesh)
-        abstract_state = jax.eval_shape(
-            lambda p: init_train_state(p, self.tx, tc.seed), abstract_params
-        )
+        abstract_state = jax.eval_shape(lambda p: init_train_state(p, self.tx, tc.seed), abstract_params)
         self.state_shardings = mesh_lib.state_shardings(abstract_state, self.mesh)
 
         def init_state():
@@ -138,8 +143,9 @@ class Trainer:
             beta = float(config.optim.hparams.get("b1", 0.9))
             metrics_cfg = dataclasses.replace(metrics_cfg, momentum_beta=beta)
         self.metrics_config = metrics_cfg
-        self._step_fn = make_train_step(self.model_def, self.tx, dropout=config.model.dropout,
-                                        metrics=metrics_cfg, grad_clip=config.optim.grad_clip)
+        self._step_fn = make_train_step(
+            self.model_def, self.tx, dropout=config.model.dropout, metrics=metrics_cfg, grad_clip=config.optim.grad_clip
+        )
         self.train_step = jax.jit(
             self._step_fn,
             in_shardings=(self.state_shardings, self.batch_sharding),
@@ -152,9 +158,14 @@ class Trainer:
         )
 
         self.loader = TrainLoader(
-            self.data.train_tokens, seq_len=tc.seq_len, global_batch_size=tc.batch_size, seed=tc.seed,
-            process_index=jax.process_index(), process_count=jax.process_count(),
-            seq_len_warmup=self.seq_len_warmup, num_workers=config.data.num_workers,
+            self.data.train_tokens,
+            seq_len=tc.seq_len,
+            global_batch_size=tc.batch_size,
+            seed=tc.seed,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            seq_len_warmup=self.seq_len_warmup,
+            num_workers=config.data.num_workers,
         )
         if latest is not None:
             abstract = abstract_like(abstract_state, self.state_shardings)
@@ -178,8 +189,12 @@ class Trainer:
         """
         tc = self.config.train
         loader = TrainLoader(
-            self.data.train_tokens, seq_len=tc.seq_len, global_batch_size=tc.batch_size, seed=tc.seed + 1,
-            process_index=jax.process_index(), process_count=jax.process_count(),
+            self.data.train_tokens,
+            seq_len=tc.seq_len,
+            global_batch_size=tc.batch_size,
+            seed=tc.seed + 1,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
         )
         batch = self._device_batch(next(loader))
         mean_gradient = make_mean_gradient(self.model_def)
@@ -192,7 +207,8 @@ class Trainer:
             return gi_adam_init(self.tx, params, g0)
 
         opt_state = jax.jit(
-            init_opt_state, in_shardings=(self.state_shardings.params, self.batch_sharding),
+            init_opt_state,
+            in_shardings=(self.state_shardings.params, self.batch_sharding),
             out_shardings=self.state_shardings.opt_state,
         )(state.params, batch)
         self.progress.message(f"{self.config.optim.name}: optimizer state initialised from one gradient")
@@ -206,8 +222,9 @@ class Trainer:
     def update_metrics_due(self, step: int) -> bool:
         """Whether the update that completes ``step`` (1-based) computes the update metrics."""
         mc = self.metrics_config
-        return mc.enabled and metrics_due(step, interval=mc.interval, dense_interval=mc.dense_interval,
-                                          dense_until_step=mc.dense_until_step)
+        return mc.enabled and metrics_due(
+            step, interval=mc.interval, dense_interval=mc.dense_interval, dense_until_step=mc.dense_until_step
+        )
 
     def _device_batch(self, rows: np.ndarray) -> jax.Array:
         tc = self.config.train
@@ -218,8 +235,11 @@ class Trainer:
         tc = self.config.train
         if self._eval_data is None:
             batches = eval_batches(
-                self.data.val_tokens, seq_len=tc.seq_len, batch_size=tc.micro_batch_size,
-                num_batches=tc.eval_batches, process_index=jax.process_index(),
+                self.data.val_tokens,
+                seq_len=tc.seq_len,
+                batch_size=tc.micro_batch_size,
+                num_batches=tc.eval_batches,
+                process_index=jax.process_index(),
                 process_count=jax.process_count(),
             )
             sharding = mesh_lib.eval_batch_sharding(self.mesh)
@@ -278,10 +298,15 @@ class Trainer:
                 mfu = window_flops / elapsed / (peak * jax.device_count())
                 metrics.update(tokens_per_s=tokens_per_s, mfu=mfu)
                 result.tokens_per_second, result.mfu = tokens_per_s, mfu
-                self.progress.update(step, {
-                    "loss": f"{metrics['loss']:.4f}", "lr": f"{lr:.2e}", "tok/s": f"{tokens_per_s:,.0f}",
-                    "MFU": f"{100 * mfu:.1f}%",
-                })
+                self.progress.update(
+                    step,
+                    {
+                        "loss": f"{metrics['loss']:.4f}",
+                        "lr": f"{lr:.2e}",
+                        "tok/s": f"{tokens_per_s:,.0f}",
+                        "MFU": f"{100 * mfu:.1f}%",
+                    },
+                )
                 reset_window()
             self.logger.write(step, metrics)
 
