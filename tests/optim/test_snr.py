@@ -58,6 +58,32 @@ def test_estimator_recovers_known_phi():
     assert int(state.count) == 200
 
 
+def _phi_sequence(noise, signal, **kwargs):
+    state = snr.init_snr_state(per_tensor=False)
+    out = []
+    for n, s in zip(noise, signal):
+        state = snr.update_snr_state(state, jnp.float32(n), jnp.float32(s), decay=0.9, **kwargs)
+        out.append(float(snr.snr_from_state(state)))
+    return out
+
+
+def test_smoothing_is_a_zero_initialised_ema():
+    # Worked by hand, d = 0.9, estimates S = 4, 1, 2 and |G|^2 = 1, 3, 0.5:
+    #   t=1: S = 0.4,   G = 0.1           phi = 1/4
+    #   t=2: S = 0.46,  G = 0.39          phi = 39/46
+    #   t=3: S = 0.614, G = 0.401         phi = 401/614
+    # (the ratio of the bias-corrected EMAs; "first" would give 1/4, 12/37, 1.13/3.53).
+    noise, signal = [4.0, 1.0, 2.0], [1.0, 3.0, 0.5]
+    np.testing.assert_allclose(_phi_sequence(noise, signal), [1 / 4, 39 / 46, 401 / 614], rtol=1e-6)
+    np.testing.assert_allclose(_phi_sequence(noise, signal, start="first"), [1 / 4, 1.2 / 3.7, 1.13 / 3.53], rtol=1e-6)
+    # An invalid step (K = 1) leaves the EMA where it was.
+    state = snr.init_snr_state(per_tensor=False)
+    state = snr.update_snr_state(state, jnp.float32(4.0), jnp.float32(1.0), valid=False)
+    assert int(state.count) == 0 and float(state.noise) == 0.0
+    with pytest.raises(ValueError, match="start"):
+        snr.update_snr_state(state, 1.0, 1.0, start="last")
+
+
 def test_global_is_sum_of_per_tensor():
     key = jax.random.key(0)
     grads = _testlib.random_like(key, _testlib.tiny_params(key))

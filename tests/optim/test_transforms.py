@@ -35,14 +35,24 @@ def test_inverse_bias_correction_matches_closed_form(mode):
     state = tx.init(u)
     for t in range(1, 8):
         out, state = tx.update(u, state)
-        b = float(np.float32(beta))  # the coefficient as the float32 maths sees it
-        f = 1 - b**t if mode == "linear" else np.sqrt(1 - b ** (2 * t))
+        f = 1 - beta**t if mode == "linear" else np.sqrt(1 - beta ** (2 * t))
         np.testing.assert_allclose(out["w"], f, rtol=1e-6)
         np.testing.assert_allclose(out["v"].astype(jnp.float32), -2.0 * f, rtol=1e-2)
         assert out["v"].dtype == jnp.bfloat16
     np.testing.assert_allclose(wo.inverse_bias_correction(50, 0.98), 1 - 0.98**50, rtol=1e-6)
     with pytest.raises(ValueError, match="mode"):
         wo.scale_by_inverse_bias_correction(0.9, "cubic")
+
+
+@pytest.mark.parametrize("beta", [0.9, 0.98, 0.999, 0.9999])
+def test_inverse_bias_correction_precision(beta):
+    # 1 - beta^t to a relative 1e-6 for beta up to 0.9999 and t up to 1e5, against float64.
+    t = np.array([1, 2, 3, 10, 100, 1_000, 10_000, 100_000])
+    exact = -np.expm1(t * np.log1p(-(1.0 - beta)))
+    got = np.asarray(jax.jit(lambda c: wo.inverse_bias_correction(c, beta))(jnp.asarray(t, jnp.int32)))
+    np.testing.assert_allclose(got, exact, rtol=1e-6)
+    got_sqrt = np.asarray(wo.inverse_bias_correction(jnp.asarray(t, jnp.int32), beta, "sqrt"))
+    np.testing.assert_allclose(got_sqrt, np.sqrt(-np.expm1(2 * t * np.log(beta))), rtol=1e-6)
 
 
 @pytest.mark.parametrize("kappa", [1.0, wo.adamw_matched_kappa(0.9)])

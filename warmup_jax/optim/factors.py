@@ -17,6 +17,8 @@ factor (a scalar, or a tree of per-tensor scalars like the gradient) instead of 
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,6 +57,25 @@ def _check_unit_interval(name: str, value: Any, *, closed_high: bool = False) ->
             raise ValueError(f"{name}={value} must lie in {bound}")
 
 
+def one_minus_power(beta: jax.typing.ArrayLike, count: jax.typing.ArrayLike) -> jax.Array:
+    r""":math:`1 - \beta^t` in float32, accurate to a few float32 roundings for :math:`\beta \to 1`.
+
+    Computed as :math:`-\operatorname{expm1}(t \log\beta)`, which has no cancellation. For a Python
+    ``beta`` the constant :math:`\log\beta` is taken in float64 (float32 cannot even represent
+    :math:`\beta = 0.9999` to better than :math:`6\cdot 10^{-8}`, a relative error of
+    :math:`6\cdot 10^{-4}` in :math:`1 - \beta`); a traced ``beta`` (under
+    ``optax.inject_hyperparams``) is already rounded to float32, so its :math:`\log` is float32.
+    Relative error :math:`\le 10^{-6}` for :math:`\beta \le 0.9999`, :math:`t \le 10^5`.
+    """
+    t = jnp.asarray(count, jnp.float32)
+    if isinstance(beta, (int, float)) and not isinstance(beta, bool):
+        log_beta = jnp.float32(math.log(beta)) if beta > 0 else jnp.float32(-jnp.inf)
+    else:
+        beta = jnp.asarray(beta, jnp.float32)
+        log_beta = jnp.log1p(-(1.0 - beta))
+    return -jnp.expm1(t * log_beta)
+
+
 def inverse_bias_correction(
     count: jax.typing.ArrayLike,
     beta: jax.typing.ArrayLike,
@@ -63,19 +84,17 @@ def inverse_bias_correction(
     r"""The inverse bias correction :math:`f_{IBC}(t)` at step ``count`` (:math:`t \ge 1`).
 
     ``"linear"`` (default): :math:`1 - \beta^t`; ``"sqrt"``: :math:`\sqrt{1 - \beta^{2t}}`, the norm
-    growth of an uncorrected EMA of uncorrelated gradients. Both are reconstructions ([R],
-    METHODS.md §2.6): the paper names the method, not its formula. A sign-normalised direction does
-    not see the size of the momentum, so the correction can only act on the step size: multiplying
-    by :math:`1-\beta^t` is the inverse of Adam's division by it, a ramp tied to how long the
-    momentum takes to fill (about 100-200 steps for :math:`\beta = 0.98`).
+    growth of an uncorrected EMA of uncorrelated gradients. Both are reconstructions (the paper
+    names the method, not its formula; see docs/methods.md, "Inverse bias correction"). A
+    sign-normalised direction does not see the size of the momentum, so the correction can only act
+    on the step size: multiplying by :math:`1-\beta^t` is the inverse of Adam's division by it, a
+    ramp tied to how long the momentum takes to fill (about 100-200 steps for :math:`\beta = 0.98`).
+    See :func:`one_minus_power` for the precision.
     """
-    t = jnp.asarray(count, jnp.float32)
-    # 1 - beta^t = -expm1(t log beta) without the cancellation of the direct form.
-    log_beta = jnp.log(jnp.asarray(beta, jnp.float32))
     if mode == "linear":
-        return -jnp.expm1(t * log_beta)
+        return one_minus_power(beta, count)
     if mode == "sqrt":
-        return jnp.sqrt(-jnp.expm1(2.0 * t * log_beta))
+        return jnp.sqrt(one_minus_power(beta, 2 * jnp.asarray(count, jnp.int32)))
     raise ValueError(f"inverse bias correction mode={mode!r} is not one of {_IBC_MODES}")
 
 
@@ -140,6 +159,7 @@ def snr_rrc_factor(
     form: str = "sqrt",
     gain_ratio: float | None = None,
     ema_decay: jax.typing.ArrayLike = 0.9,
+    ema_start: str = "zero",
     clamp: tuple[float, float] | None = (1e-3, 1.0),
 ) -> StepFactor:
     r"""The RRC correction :math:`f(\varphi, B)` from the micro-batch SNR, as a :class:`StepFactor`.
@@ -164,6 +184,9 @@ def snr_rrc_factor(
         form: ``"sqrt"`` (default) or ``"gain"``.
         gain_ratio: :math:`\rho` for ``form="gain"``.
         ema_decay: EMA decay of the noise and signal estimates.
+        ema_start: ``"zero"`` (default; zero-initialised EMAs, whose ratio is that of the
+            bias-corrected EMAs) or ``"first"`` (the first estimate replaces the zero start); see
+            :func:`warmup_jax.optim.snr.update_snr_state`.
         clamp: ``(low, high)`` bounds of :math:`f`, or ``None``.
 
     Returns:
@@ -180,6 +203,8 @@ def snr_rrc_factor(
         optimizer.update(model, mean_grads, micro_batch_stats=stats)
     """
     _check_unit_interval("ema_decay", ema_decay)
+    if ema_start not in snr_lib.EMA_STARTS:
+        raise ValueError(f"ema_start={ema_start!r} is not one of {snr_lib.EMA_STARTS}")
     if form not in ("sqrt", "gain"):
         raise ValueError(f"form={form!r} is not one of 'sqrt', 'gain'")
     if form == "gain" and gain_ratio is None:
@@ -207,7 +232,7 @@ def snr_rrc_factor(
         else:
             noise, signal = snr_lib.global_noise_and_signal(grads, stats)
         valid = snr_lib.is_valid(stats)
-        state = snr_lib.update_snr_state(state, noise, signal, decay=ema_decay, valid=valid)
+        state = snr_lib.update_snr_state(state, noise, signal, decay=ema_decay, valid=valid, start=ema_start)
         batch = jnp.asarray(stats.num_micro_batches, jnp.float32) * jnp.asarray(stats.micro_batch_size, jnp.float32)
 
         def factor(s, n):

@@ -17,10 +17,23 @@ so the two measured norms give unbiased estimates (McCandlish et al., 2018)
     \varphi = \frac{\widehat{\|G\|^2}}{\hat S}.
 
 :math:`\varphi` is the per-sequence SNR and :math:`1/\varphi` the gradient noise scale ("critical
-batch size"). Both estimates are noisy, so they are smoothed with an EMA *before* the ratio is
-taken; the clamps :math:`\hat S > 0`, :math:`\widehat{\|G\|^2} \ge 0` are applied to the
-smoothed values, which keeps the EMA unbiased. The estimator itself is a reconstruction ([R] in
-METHODS.md §2.4(e)): the paper does not say how it measured :math:`\varphi`.
+batch size"). Both estimates are noisy, so each is smoothed with a zero-initialised EMA *before*
+the ratio is taken,
+
+.. math::
+
+    \bar S_t = d\,\bar S_{t-1} + (1-d)\,\hat S_t, \qquad
+    \bar G_t = d\,\bar G_{t-1} + (1-d)\,\widehat{\|G\|^2}_t, \qquad
+    \bar S_0 = \bar G_0 = 0, \qquad \varphi_t = \max(\bar G_t, 0) / \bar S_t .
+
+Both EMAs carry the same bias factor :math:`1 - d^t`, so :math:`\varphi_t` equals the ratio of
+the bias-corrected EMAs; at :math:`t = 2` the two estimates are weighted
+:math:`d(1-d)/(1-d^2) : (1-d)/(1-d^2)` (0.47 : 0.53 for :math:`d = 0.9`). The clamps
+:math:`\bar S > 0`, :math:`\bar G \ge 0` are applied to the smoothed values, which keeps the
+EMA unbiased. The estimator itself is a reconstruction: the paper does not say how it measured
+:math:`\varphi` (see docs/methods.md, "Gradient SNR"). ``start="first"`` selects the alternative
+in which the first estimate replaces the zero start (weights 0.9 : 0.1 at :math:`t = 2`), which
+trusts a single noisy estimate far longer.
 
 With :math:`K = 1` (no accumulation) :math:`b = B` and the estimator is undefined:
 :func:`is_valid` is False, :func:`update_snr_state` (given ``valid``) leaves the EMA unchanged,
@@ -61,7 +74,8 @@ class SNRState(NamedTuple):
     """EMA of the noise and signal estimates (per tensor trees, or scalars when global).
 
     Attributes:
-        noise: EMA of :math:`\\hat S` (no bias correction; the ratio does not need it).
+        noise: zero-initialised EMA of :math:`\\hat S` (not bias corrected: the ratio does not need
+            it; divide by :math:`1 - d^{count}` for the noise itself, with ``start="zero"``).
         signal: EMA of :math:`\\widehat{\\|G\\|^2}`.
         count: number of valid estimates folded in (int32); 0 means "no estimate yet".
     """
@@ -167,6 +181,9 @@ def init_snr_state(params: Any = None, *, per_tensor: bool = True) -> SNRState:
     return SNRState(noise=jnp.zeros([], jnp.float32), signal=jnp.zeros([], jnp.float32), count=jnp.zeros([], jnp.int32))
 
 
+EMA_STARTS = ("zero", "first")
+
+
 def update_snr_state(
     state: SNRState,
     noise: Any,
@@ -174,20 +191,32 @@ def update_snr_state(
     *,
     decay: jax.typing.ArrayLike = 0.9,
     valid: jax.typing.ArrayLike = True,
+    start: str = "zero",
 ) -> SNRState:
     r"""Folds one estimate into the EMA: :math:`x \leftarrow d\,x + (1-d)\,\hat x` if ``valid``.
 
-    The first valid estimate replaces the zero initial value outright, which is the same as bias
-    correcting the EMA (the ratio :math:`\varphi` is unaffected by the correction anyway, but the
-    stored noise and signal are then directly interpretable).
+    Args:
+        state: the EMA state (from :func:`init_snr_state`).
+        noise: the new noise estimate(s) :math:`\hat S` (tree like ``state.noise``).
+        signal: the new signal estimate(s) :math:`\widehat{\|G\|^2}`.
+        decay: :math:`d`.
+        valid: whether to fold this estimate in (False for ``K < 2``: the state is unchanged).
+        start: ``"zero"`` (default): the EMA starts from 0, so the ratio of the two EMAs is the
+            ratio of their bias-corrected values. ``"first"``: the first valid estimate replaces
+            the zero start (a different, more slowly forgetting weighting of the first steps).
+
+    Returns:
+        The new :class:`SNRState`.
     """
+    if start not in EMA_STARTS:
+        raise ValueError(f"start={start!r} is not one of {EMA_STARTS}")
     valid = jnp.asarray(valid, bool)
-    first = state.count == 0
+    replace_first = (state.count == 0) if start == "first" else jnp.asarray(False)
     decay = jnp.asarray(decay, jnp.float32)
 
     def fold(old, new):
         new = jnp.asarray(new, jnp.float32)
-        ema = jnp.where(first, new, decay * old + (1.0 - decay) * new)
+        ema = jnp.where(replace_first, new, decay * old + (1.0 - decay) * new)
         return jnp.where(valid, ema, old).astype(old.dtype)
 
     return SNRState(
