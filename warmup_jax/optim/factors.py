@@ -14,10 +14,9 @@ factor (a scalar, or a tree of per-tensor scalars like the gradient) instead of 
 * :func:`scale_by_step_factors`: multiplies the output of an inner (additive) transform.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
-
-import math
 
 import jax
 import jax.numpy as jnp
