@@ -2,35 +2,41 @@
 
 Depends on numpy, tensorflow-datasets (no TensorFlow), grain, tiktoken and tokenizers; never
 on jax.numpy (jax is imported only for the default process index / count). See DATA.md.
+
+The names below are imported on first use, so that ``warmup_jax.data.config`` (and with it
+``warmup_jax.config``) can be imported without grain, tensorflow-datasets or the tokenizers.
 """
 
-from warmup_jax.data.config import ConfigError, DataConfig
-from warmup_jax.data.corpus import CorpusError
-from warmup_jax.data.loader import (
-    SeqLenWarmup,
-    TokenWindows,
-    TrainLoader,
-    eval_batches,
-    seq_len_at,
-    seq_len_buckets,
-    tokens_seen,
-)
-from warmup_jax.data.tokenizer import Tokenizer
-from warmup_jax.data.tokens import PreparedData, get_tokenizer, prepare_data
+import importlib
+from typing import Any
 
-__all__ = [
-    "ConfigError",
-    "CorpusError",
-    "DataConfig",
-    "PreparedData",
-    "SeqLenWarmup",
-    "TokenWindows",
-    "Tokenizer",
-    "TrainLoader",
-    "eval_batches",
-    "get_tokenizer",
-    "prepare_data",
-    "seq_len_at",
-    "seq_len_buckets",
-    "tokens_seen",
-]
+_WHERE = {
+    "ConfigError": "warmup_jax.data.config",
+    "DataConfig": "warmup_jax.data.config",
+    "CorpusError": "warmup_jax.data.corpus",
+    "SeqLenWarmup": "warmup_jax.data.loader",
+    "TokenWindows": "warmup_jax.data.loader",
+    "TrainLoader": "warmup_jax.data.loader",
+    "eval_batches": "warmup_jax.data.loader",
+    "seq_len_at": "warmup_jax.data.loader",
+    "seq_len_buckets": "warmup_jax.data.loader",
+    "tokens_seen": "warmup_jax.data.loader",
+    "Tokenizer": "warmup_jax.data.tokenizer",
+    "PreparedData": "warmup_jax.data.tokens",
+    "get_tokenizer": "warmup_jax.data.tokens",
+    "prepare_data": "warmup_jax.data.tokens",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'warmup_jax.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
