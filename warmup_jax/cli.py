@@ -1,22 +1,132 @@
-"""``warmup-jax``: the command line, a thin shell over the library.
+"""warmup-jax: the command line, a thin shell over the library.
 
     warmup-jax train [--config NAME|FILE.py] [--set section.field=value ...] [--resume]
     warmup-jax configs                 # named configs and optimizers
     warmup-jax prepare-data [--config ...] [--set ...]   # corpus + tokenizer only
+    warmup-jax plot RUN_DIR [RUN_DIR ...]                # figures of logged runs
 
 Bad input exits with status 2 and one line naming the field or file; a run stopped by SIGTERM
 saves a checkpoint and exits with 143.
+
+Help texts and the listing of ``warmup-jax configs`` come partly from docstrings, which are
+written in reStructuredText; :func:`plain_text` turns their markup into plain text for the
+terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import re
 import sys
 
 from warmup_jax.errors import CheckpointError, ConfigError
 
 DEFAULT_CONFIG = "quickstart"
+
+# LaTeX commands that appear in docstrings, as the characters a terminal shows.
+_LATEX_SYMBOLS = {
+    "alpha": "α",
+    "beta": "β",
+    "gamma": "γ",
+    "delta": "δ",
+    "Delta": "Δ",
+    "epsilon": "ε",
+    "varepsilon": "ε",
+    "eta": "η",
+    "theta": "θ",
+    "kappa": "κ",
+    "lambda": "λ",
+    "mu": "μ",
+    "nu": "ν",
+    "pi": "π",
+    "rho": "ρ",
+    "sigma": "σ",
+    "tau": "τ",
+    "phi": "φ",
+    "varphi": "φ",
+    "ell": "ℓ",
+    "cdot": "·",
+    "times": "×",
+    "le": "≤",
+    "leq": "≤",
+    "ge": "≥",
+    "geq": "≥",
+    "ne": "≠",
+    "approx": "≈",
+    "to": "→",
+    "infty": "∞",
+    "sum": "Σ",
+    "prod": "∏",
+    "odot": "⊙",
+    "propto": "∝",
+    "in": "∈",
+    "perp": "⊥",
+    "sim": "~",
+    "|": "‖",
+}
+# Accents, as combining characters after the letter: \hat g -> ĝ.
+_ACCENTS = {"hat": "\u0302", "bar": "\u0304", "tilde": "\u0303"}
+_SUBSCRIPTS = str.maketrans("0123456789+-=()", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎")
+_SUPERSCRIPTS = str.maketrans("0123456789+-=()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾")
+_BRACED = r"\{([^{}]*)\}"
+
+
+def _script(mark: str, table: dict, match: re.Match) -> str:
+    """A sub- or superscript in Unicode where every character has one, else ``_(...)``/``^(...)``."""
+    body = match[1] if match[1] is not None else match[2]
+    if body and all(ord(c) in table for c in body):
+        return body.translate(table)
+    return f"{mark}{body}" if len(body) == 1 else f"{mark}({body})"
+
+
+def _group(text: str) -> str:
+    """``text`` as an operand: bare if it is one word or number, else in parentheses."""
+    return text if re.fullmatch(r"\w+", text) else f"({text})"
+
+
+def _fraction(match: re.Match) -> str:
+    numerator, denominator = match[1] or match[2], match[3] or match[4]
+    return f"{_group(numerator)}/{_group(denominator)}"
+
+
+def _latex_to_text(math: str) -> str:
+    """Inline LaTeX as plain text: ``\\kappa\\sqrt{n}`` -> ``κ√n``, ``g_0^2`` -> ``g₀²``."""
+    text = re.sub(r"\\([A-Za-z]+|\|)", lambda m: _LATEX_SYMBOLS.get(m[1], m[0]), math)
+    for _ in range(4):  # innermost braces first, so nested arguments come out right
+        for mark, table in (("_", _SUBSCRIPTS), ("^", _SUPERSCRIPTS)):
+            text = re.sub(re.escape(mark) + r"(?:\{([^{}]*)\}|([0-9]))", functools.partial(_script, mark, table), text)
+        text = re.sub(r"\\frac(?:" + _BRACED + r"|(\w))(?:" + _BRACED + r"|(\w))", _fraction, text)
+        text = re.sub(r"\\sqrt" + _BRACED, lambda m: "√" + _group(m[1]), text)
+        for accent, mark in _ACCENTS.items():
+            text = re.sub(rf"\\{accent}\s*(?:\{{(\w)\}}|(\w))", lambda m, mark=mark: (m[1] or m[2]) + mark, text)
+        text = re.sub(
+            r"\\(?:operatorname|mathrm|mathbf|mathit|mathbb|text|texttt|widehat|overline)" + _BRACED, r"\1", text
+        )
+    text = re.sub(r"\\(?:mathbb|mathrm|left|right|big|Big)\b\s*", "", text)
+    text = re.sub(r"\\[,;:! ]", " ", text)
+    text = re.sub(r"\\([A-Za-z]+)", r"\1", text)  # any other command: its name
+    text = text.replace("{", "").replace("}", "")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def plain_text(rst: str) -> str:
+    """reStructuredText markup of a docstring as plain text for the terminal.
+
+    ``:math:`a``` becomes its formula in Unicode, ``:func:`f``` (any role) becomes ``f``, a
+    double-backquoted literal loses its quotes, and a single-backquoted name keeps them. Example:
+    ``plain_text(":math:`v_0 = g_0^2` of ``lion``")`` is ``"v₀ = g₀² of lion"``.
+    """
+    text = re.sub(r":math:`([^`]*)`", lambda m: _latex_to_text(m[1]), rst)
+    text = re.sub(r":[a-z]+(?::[a-z]+)?:`~?([^`]*)`", r"\1", text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
+
+
+def _first_line(doc: str | None) -> str:
+    """The first line of a docstring, as plain text ('' if there is none)."""
+    lines = (doc or "").strip().splitlines()
+    return plain_text(lines[0].strip()) if lines else ""
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -83,12 +193,11 @@ def _cmd_configs(args) -> int:
     print("configs (warmup-jax train --config NAME):")
     for name in list_configs():
         config = load_config(name)  # fails loudly if a shipped config is broken
-        doc = (importlib.import_module(f"warmup_jax.configs.{name}").__doc__ or "").strip()
-        print(f"  {name:12s} {doc.splitlines()[0] if doc else config.name}")
-    print("optimizers (--set optim.name=NAME):")
+        doc = _first_line(importlib.import_module(f"warmup_jax.configs.{name}").__doc__)
+        print(f"  {name:12s} {doc or config.name}")
+    print("optimizers (--set optim.name=NAME, hyperparameters with --set optim.hparams.KEY=VALUE):")
     for name, factory in sorted(available_optimizers().items()):
-        doc = (factory.__doc__ or "").strip().splitlines()
-        print(f"  {name:24s} {doc[0] if doc else ''}")
+        print(f"  {name:24s} {_first_line(factory.__doc__)}")
     return 0
 
 
@@ -101,21 +210,42 @@ def _cmd_plot(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="warmup-jax", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="warmup-jax",
+        description=_first_line(__doc__),
+        epilog="Run `warmup-jax COMMAND --help` for the options of one command.",
+    )
     sub = parser.add_subparsers(dest="command")
-    train = sub.add_parser("train", help="train a GPT (default: the quick-start run)")
+    train = sub.add_parser(
+        "train",
+        help="train a GPT (default: the quick-start run)",
+        description="Train a GPT with a named config (see `warmup-jax configs`) or a config file; "
+        "logs, metrics and checkpoints go to train.out_dir.",
+    )
     _add_config_args(train)
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train.out_dir")
     train.add_argument("--out-dir", help="shorthand for --set train.out_dir=DIR")
     train.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
     train.set_defaults(func=_cmd_train)
-    prep = sub.add_parser("prepare-data", help="build the corpus and tokenizer of a config, and stop")
+    prep = sub.add_parser(
+        "prepare-data",
+        help="build the corpus and tokenizer of a config, and stop",
+        description="Fetch or read the corpus of a config, build its tokenizer and token cache, and stop.",
+    )
     _add_config_args(prep)
     prep.set_defaults(func=_cmd_prepare_data)
-    configs = sub.add_parser("configs", help="list the named configs and the optimizers")
+    configs = sub.add_parser(
+        "configs",
+        help="list the named configs and the optimizers",
+        description="List the named configs (--config NAME) and the optimizers (--set optim.name=NAME).",
+    )
     configs.set_defaults(func=_cmd_configs)
-    plot = sub.add_parser("plot", help="write PNG figures for one or more run folders")
-    plot.add_argument("run_dirs", nargs="+")
+    plot = sub.add_parser(
+        "plot",
+        help="write PNG figures for one or more run folders",
+        description="Write PNG figures of the logged loss, learning rate and update metrics; runs are overlaid.",
+    )
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a folder written by `warmup-jax train`")
     plot.add_argument("--out", default=None, help="folder for the PNGs (default: the first run's folder)")
     plot.set_defaults(func=_cmd_plot)
     return parser

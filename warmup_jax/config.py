@@ -1,9 +1,10 @@
-"""Typed run configuration: ``Config = model + data + optim + train``, all frozen dataclasses.
+"""Typed run configuration: ``Config = model + data + optim + train + metrics``, all frozen dataclasses.
 
 Named configurations live in the top-level ``configs/`` folder (installed as
-``warmup_jax.configs``); each module there defines ``get_config() -> Config``. Any field can be
-overridden from the command line with ``--set section.field=value`` (``optim.hparams`` is an open
-dict passed to the optimizer recipe: ``--set optim.hparams.b2=0.99``).
+``warmup_jax.configs``; ``warmup-jax configs`` lists them); each module there defines
+``get_config() -> Config``. Any field can be overridden from the command line with
+``--set section.field=value`` (``optim.hparams`` is an open dict passed to the optimizer recipe:
+``--set optim.hparams.b2=0.99``).
 
 ``Config.validate(num_devices)`` checks every field and the cross-field rules before any work
 starts; errors name the field, the bad value and what is allowed.
@@ -43,7 +44,7 @@ __all__ = [
 class OptimConfig:
     """Optimizer and learning-rate schedule."""
 
-    name: str = "adamw"  # a recipe name: see `warmup-jax configs --optimizers`
+    name: str = "adamw"  # an optimizer name: `warmup-jax configs` lists them (section "optimizers")
     lr: float = 6e-4  # peak learning rate
     warmup_steps: int = 0
     cooldown_fraction: float = 0.5  # final fraction of training with a linear decay to end_lr
