@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import optax
 
 import warmup_jax.optim as wo
-from warmup_jax.optim import recipes
 
 
 def gpt2_params(key: jax.Array, n_layer: int, d_model: int, vocab: int, context: int) -> dict:
@@ -59,9 +58,9 @@ def gpt2_params(key: jax.Array, n_layer: int, d_model: int, vocab: int, context:
 def optimizers(lr: float) -> dict[str, optax.GradientTransformation]:
     return {
         "adamw (optax)": optax.adamw(lr, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, mask=wo.decay_mask()),
-        "lion_ar": recipes.lion_ar(lr),
-        "lion_ar_rrc": recipes.lion_ar_rrc(lr),
-        "lion_a": recipes.lion_a(lr),
+        "lion_ar": wo.lion_ar(lr),
+        "lion_ar_rrc": wo.lion_ar_rrc(lr),
+        "lion_a": wo.lion_a(lr),
         "lion (optax)": optax.lion(lr, weight_decay=1.0, mask=wo.decay_mask()),
     }
 

@@ -8,7 +8,6 @@ import pytest
 from flax import nnx
 
 import warmup_jax.optim as wo
-from warmup_jax.optim import recipes
 
 from . import _testlib
 
@@ -69,7 +68,7 @@ def test_rules_and_recipes_on_nnx_state_match_plain_dicts():
 
     x = jax.random.normal(jax.random.key(1), (32, 16))
     y = jax.random.normal(jax.random.key(2), (32, 4))
-    tx = recipes.lion_ar(1e-2, rules=RULES)
+    tx = wo.lion_ar(1e-2, rules=RULES)
 
     # The same recipe on a plain dict of the same parameters.
     graphdef, params = nnx.split(model, nnx.Param)

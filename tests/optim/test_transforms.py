@@ -7,7 +7,6 @@ import optax
 import pytest
 
 import warmup_jax.optim as wo
-from warmup_jax.optim import recipes
 
 from . import _testlib
 
@@ -60,7 +59,7 @@ def test_lion_a_update_norm_is_exact(kappa):
     key = jax.random.key(1)
     params = _testlib.tiny_params(key)
     lr = 1e-3
-    tx = recipes.lion_a(lr, weight_decay=0.0, kappa=kappa)
+    tx = wo.lion_a(lr, weight_decay=0.0, kappa=kappa)
     state = tx.init(params)
     for t in range(5):
         grads = _testlib.random_like(jax.random.fold_in(key, t), params)
@@ -75,7 +74,7 @@ def test_lion_a_fast_momentum_norm_follows_ibc():
     key = jax.random.key(2)
     params = {"w": jnp.ones((4, 4))}
     lr, beta = 1e-2, 0.98
-    tx = recipes.lion_a_fast_momentum(lr, beta=beta, weight_decay=0.0)
+    tx = wo.lion_a_fast_momentum(lr, beta=beta, weight_decay=0.0)
     state = tx.init(params)
     for t in range(1, 6):
         grads = {"w": jax.random.normal(jax.random.fold_in(key, t), (4, 4))}

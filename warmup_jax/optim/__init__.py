@@ -1,10 +1,24 @@
 """Optax transformations of the warmup paper: LionA, LionAR, SNR/RRC scaling, inverse bias
-correction; parameter groups, named recipes, and the seed papers' warmup helpers.
+correction; parameter groups, the paper's optimizers as aliases (``warmup_jax.optim.lion_ar(3e-3)``
+the way one writes ``optax.adamw(3e-4)``), the registry the trainer selects them from, and the seed
+papers' warmup helpers.
 
 Depends on jax, optax, chex and numpy only. See ``docs/optimizers.md`` for usage.
 """
 
 from warmup_jax.optim import recipes, snr
+from warmup_jax.optim.alias import (
+    adamw,
+    adamw_rotational,
+    gi_adam,
+    lion,
+    lion_a,
+    lion_a_fast_momentum,
+    lion_ar,
+    lion_ar_fast_momentum,
+    lion_ar_rrc,
+    radam,
+)
 from warmup_jax.optim.catapult import find_catapult_lr
 from warmup_jax.optim.factors import (
     ScaleByCountState,
@@ -12,11 +26,11 @@ from warmup_jax.optim.factors import (
     StepFactor,
     inverse_bias_correction,
     inverse_bias_correction_factor,
+    one_minus_power,
     scale_by_inverse_bias_correction,
     scale_by_step_factors,
     snr_rrc_factor,
 )
-from warmup_jax.optim.gi_adam import gi_adam_init
 from warmup_jax.optim.groups import (
     DECAY,
     GPT2_RULES,
@@ -28,13 +42,7 @@ from warmup_jax.optim.groups import (
     param_labels,
     partition,
 )
-from warmup_jax.optim.lion import (
-    adamw_matched_kappa,
-    fast_sign,
-    scale_by_fused_lion,
-    scale_by_lion_nesterov,
-    scale_to_fixed_norm,
-)
+from warmup_jax.optim.initial_state import gi_adam_init
 from warmup_jax.optim.neurons import (
     NeuronDimensionNumbers,
     center_rotational_params,
@@ -50,42 +58,56 @@ from warmup_jax.optim.rotational import (
     sgdm_equilibrium_angle,
 )
 from warmup_jax.optim.schedules import count_params, polynomial_warmup_schedule, porian_warmup_steps, trapezoid_schedule
+from warmup_jax.optim.sign_directions import (
+    adamw_matched_kappa,
+    scale_by_lion_nesterov,
+    scale_to_fixed_norm,
+)
 from warmup_jax.optim.snr import MicroBatchStats
 
 __all__ = [
     "DECAY",
     "GPT2_RULES",
     "LABELS",
+    "MicroBatchStats",
     "NO_DECAY",
+    "NeuronDimensionNumbers",
     "RECIPES",
     "ROTATIONAL",
-    "MicroBatchStats",
-    "NeuronDimensionNumbers",
     "ScaleByCountState",
     "ScaleByRotationalState",
     "ScaleByStepFactorsState",
     "StepFactor",
+    "adamw",
     "adamw_equilibrium_angle",
     "adamw_matched_kappa",
+    "adamw_rotational",
     "center_rotational_params",
     "count_params",
     "decay_mask",
     "default_dimension_numbers",
-    "fast_sign",
     "find_catapult_lr",
     "get_recipe",
+    "gi_adam",
     "gi_adam_init",
     "inverse_bias_correction",
     "inverse_bias_correction_factor",
     "label_fn",
+    "lion",
+    "lion_a",
+    "lion_a_fast_momentum",
+    "lion_ar",
+    "lion_ar_fast_momentum",
+    "lion_ar_rrc",
     "lion_equilibrium_angle",
     "neuron_axes",
+    "one_minus_power",
     "param_labels",
     "partition",
     "polynomial_warmup_schedule",
     "porian_warmup_steps",
+    "radam",
     "recipes",
-    "scale_by_fused_lion",
     "scale_by_inverse_bias_correction",
     "scale_by_lion_nesterov",
     "scale_by_rotational",

@@ -39,7 +39,7 @@ def find_catapult_lr(
         loss_fn: ``params -> scalar loss`` on a fixed batch.
         params: initial parameters (not modified).
         optimizer: ``lr -> GradientTransformation``, e.g. ``lambda lr: optax.sgd(lr)`` or
-            ``lambda lr: warmup_jax.optim.recipes.adamw(lr)``; called with a traced ``lr`` so
+            ``lambda lr: warmup_jax.optim.adamw(lr)``; called with a traced ``lr`` so
             that the trial step compiles once.
         initial_lr: first trial learning rate; must not already raise the loss.
         max_doublings: give up after this many doublings.

@@ -94,22 +94,6 @@ _BLOCK = 8
 _MAX_SEQUENTIAL = 1 << 16
 
 
-def _after(x: jax.Array, token: jax.Array | None) -> jax.Array:
-    """``x`` unchanged, but data-dependent on the scalar ``token``.
-
-    ``z = where(isnan(t), 0, min(|t|, 0))`` is exactly 0 for every ``t`` (NaN and infinities
-    included) and ``x * (1 + z)`` is exactly ``x`` (bit for bit, -0 and NaN included; subnormals
-    are flushed to zero as by any XLA:CPU arithmetic, e.g. the products summed from it), but XLA
-    cannot see that, so whatever reads the result is scheduled after ``token`` is computed. One
-    multiply per element, fused into the reader.
-    """
-    if token is None:
-        return x
-    t = token.astype(jnp.float32)
-    zero = jnp.where(jnp.isnan(t), 0.0, jnp.minimum(jnp.abs(t), 0.0))
-    return x * (1.0 + zero).astype(x.dtype)
-
-
 def _neuron_sums(terms: tuple[jax.Array, ...], axes: tuple[int, ...]) -> list[jax.Array]:
     """Per-neuron sums of several same-shaped arrays in one pass (reduced axes kept as size 1).
 
@@ -150,18 +134,13 @@ def _rotate(
     normalization: str,
     ema_decay: jax.typing.ArrayLike,
     eps: float,
-    after: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
-    """One rotational step for one tensor; returns ``(w_new - w, new EMA, token)``.
-
-    The per-neuron sums are taken after the scalar ``after`` exists (see :func:`_after`);
-    ``token`` is a scalar that exists once this tensor's sums do.
-    """
+) -> tuple[jax.Array, jax.Array | None]:
+    """One rotational step for one tensor; returns ``(w_new - w, new EMA)``."""
     cdtype = jnp.promote_types(w.dtype, jnp.float32)
     w = w.astype(cdtype)
     u = u.astype(cdtype)
     if not axes:  # a scalar has no direction to turn
-        return jnp.zeros_like(w), q, after
+        return jnp.zeros_like(w), q
     n = math.prod(w.shape[ax] for ax in axes)
 
     # All per-neuron sums come from ONE pass over (u, w): a single variadic reduction, into which
@@ -170,8 +149,7 @@ def _rotate(
     # With u~ = u - mean(u) (if zero_mean) and u_perp = u~ - rho w, rho = <u~, w>/|w|^2, we have
     # |u_perp|^2 = |u~|^2 - rho <u~, w> and, as u_perp is orthogonal to w,
     # |w - a u_perp|^2 = |w|^2 + a^2 |u_perp|^2.
-    ws = _after(w, after)
-    terms = (ws * ws, u * ws, u * u) + ((u, ws) if zero_mean else ())
+    terms = (w * w, u * w, u * u) + ((u, w) if zero_mean else ())
     sums = _neuron_sums(terms, axes)
     w_sq, u_dot_w, u_sq = sums[:3]
     raw_sq = u_sq
@@ -195,7 +173,7 @@ def _rotate(
     else:
         decay = jnp.asarray(ema_decay, cdtype)
         new_q = (decay * q + (1.0 - decay) * perp_sq).astype(q.dtype)
-        correction = 1.0 - decay ** count.astype(cdtype)
+        correction = factors_lib.one_minus_power(ema_decay, count)
         inv_norm = 1.0 / (jnp.sqrt(new_q / correction) + eps)
 
     # w' = w - a u_perp; a = 0 for degenerate neurons (their elementwise u_perp is rounding noise).
@@ -204,7 +182,7 @@ def _rotate(
     c = jnp.where(new_sq > 0, r * jax.lax.rsqrt(jnp.where(new_sq > 0, new_sq, 1.0)), 0.0)
     # w_new - w = c (w - a (u - u_mean - rho w)) - w
     update = (c - 1.0 + c * a * rho) * w - (c * a) * u + (c * a) * u_mean
-    return update, new_q, jnp.sum(w_sq)  # (a sum, not an element: w_sq may be sharded)
+    return update, new_q
 
 
 def scale_by_rotational(
@@ -343,34 +321,14 @@ def scale_by_rotational(
         axes = neurons.resolve_reduction_axes(params, dimension_numbers)
         scales = factors_lib.combine_factors(factor_values, direction)
 
-        # The tensors are chained: each one's per-neuron sums are taken after the previous
-        # tensor's (_after). XLA:CPU schedules breadth-first, so without the chain the partial
-        # sums of _neuron_sums (5/_BLOCK of the size of every Dense kernel; 213 MB for GPT-2 124M)
-        # were all live at once, and XLA:CPU allocates its temporary arena afresh on every call:
-        # touching those new pages cost more than the reductions themselves (~70 ms a step, 52k
-        # page faults). Chained, one tensor's partial sums (<= 6 MB there) are live at a time
-        # and the arena is reused. The chain does not change any value. Only on CPU: elsewhere it
-        # would only serialise the tensors (and, with sharded parameters, their scalar all-reduces).
-        chain = jax.default_backend() == "cpu"
-        new_updates, new_q, token = [], [], None
+        new_updates, new_q = [], []
         for w, u, r, q, ax, f in zip(leaves_w, leaves_u, leaves_r, leaves_q, axes, scales):
             theta = angle * f
             step = jnp.tan(jnp.minimum(theta, 1.5)) if exact_angle else theta
-            upd, q, token = _rotate(
-                w,
-                u,
-                r,
-                q,
-                ax,
-                step,
-                count,
-                zero_mean=zero_mean,
-                normalization=normalization,
-                ema_decay=norm_ema_decay,
-                eps=eps,
-                after=token,
-            )
-            token = token if chain else None
+            upd, q = _rotate(
+                w, u, r, q, ax, step, count,
+                zero_mean=zero_mean, normalization=normalization, ema_decay=norm_ema_decay, eps=eps,
+            )  # fmt: skip
             new_updates.append(upd.astype(w.dtype))
             new_q.append(q)
         return treedef.unflatten(new_updates), ScaleByRotationalState(

@@ -1,77 +1,48 @@
-"""From configuration to an ``optax.GradientTransformation``: the optimizer registry.
+"""From configuration to an ``optax.GradientTransformation``.
 
-Built-in baselines are ``adamw`` (PyTorch/nanoGPT semantics: decoupled weight decay scaled by
-the learning rate, on tensors with ndim >= 2 only) and ``lion``. The paper's recipes from
-:mod:`warmup_jax.optim.recipes` are added, and users can add their
-own with :func:`register_optimizer`. Every factory takes ``learning_rate`` (a float or an optax
-schedule) plus keyword hyperparameters, which come from ``optim.hparams`` in the config.
+``optim.name`` selects an entry of the one optimizer registry, :mod:`warmup_jax.optim.recipes`
+(the paper's optimizers under their alias names, e.g. ``adamw``, ``lion_ar``; users add their own
+with :func:`register_optimizer`); ``optim.hparams`` are its keyword hyperparameters.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+from typing import Callable
 
 import jax
 import numpy as np
 import optax
 
 from warmup_jax.errors import ConfigError
-from warmup_jax.optim import groups, recipes
+from warmup_jax.optim import recipes
 from warmup_jax.optim.schedules import trapezoid_schedule
 
 OptimizerFactory = Callable[..., optax.GradientTransformation]
-_REGISTRY: dict[str, OptimizerFactory] = {}
 
 
-def register_optimizer(name: str) -> Callable[[OptimizerFactory], OptimizerFactory]:
-    """Decorator: makes ``name`` selectable as ``optim.name``."""
+def register_optimizer(
+    name: str, *, needs_micro_batch_stats: bool = False, needs_initial_gradient: bool = False
+) -> Callable[[OptimizerFactory], OptimizerFactory]:
+    """Decorator: makes ``factory(learning_rate, **hparams)`` selectable as ``optim.name=name``.
+
+    Example::
+
+        @register_optimizer("sgd_momentum")
+        def sgd_momentum(learning_rate, *, momentum=0.9):
+            return optax.sgd(learning_rate, momentum)
+    """
 
     def decorate(factory: OptimizerFactory) -> OptimizerFactory:
-        _REGISTRY[name] = factory
-        return factory
+        return recipes.register(
+            name, factory, needs_micro_batch_stats=needs_micro_batch_stats, needs_initial_gradient=needs_initial_gradient
+        )
 
     return decorate
 
 
-def decay_mask(params):
-    """True for tensors that get weight decay: matrices and embeddings, not LayerNorm gains or biases
-    (nanoGPT's ndim >= 2 rule; the rank labels of ``warmup_jax.optim.groups``, which exempt ``scale``
-    and ``bias`` by name so that stacked layers' gains of shape (L, d) are exempt too)."""
-    return groups.decay_mask()(params)
-
-
-@register_optimizer("adamw")
-def adamw(learning_rate, *, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1):
-    """The paper's baseline: AdamW with PyTorch semantics; decay on ndim >= 2 tensors only."""
-    return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask)
-
-
-@register_optimizer("lion")
-def lion(learning_rate, *, b1=0.9, b2=0.99, weight_decay=1.0):
-    """Lion (Chen et al. 2023); decay on ndim >= 2 tensors only."""
-    return optax.lion(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay, mask=decay_mask)
-
-
 def available_optimizers() -> dict[str, OptimizerFactory]:
-    """Built-in and registered optimizers, plus the paper's recipes (which take precedence)."""
-    found = dict(_REGISTRY)
-    found.update(recipes.RECIPES)
-    found.update({k: v for k, v in _REGISTRY.items() if k not in found})
-    return found
-
-
-def _check_hparams(name: str, factory: OptimizerFactory, hparams: dict) -> None:
-    signature = inspect.signature(factory)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
-        return  # the factory validates its own keywords
-    allowed = [p for p in signature.parameters if p != "learning_rate"]
-    for key in hparams:
-        if key not in allowed:
-            raise ConfigError(
-                f"optim.hparams.{key} is not a hyperparameter of optimizer {name!r}; "
-                f"allowed: {', '.join(allowed) or '(none)'}"
-            )
+    """Every optimizer ``optim.name`` may select (a copy of the registry)."""
+    return dict(recipes.RECIPES)
 
 
 def build_schedule(
@@ -105,14 +76,28 @@ def build_schedule(
 
 def check_optimizer_config(optim_cfg) -> OptimizerFactory:
     """Raises ConfigError unless ``optim.name`` exists and takes every key of ``optim.hparams``."""
-    optimizers = available_optimizers()
-    if optim_cfg.name not in optimizers:
+    if optim_cfg.name not in recipes.RECIPES:
         raise ConfigError(
-            f"optim.name={optim_cfg.name!r} is not a known optimizer; allowed: {', '.join(sorted(optimizers))}"
+            f"optim.name={optim_cfg.name!r} is not a known optimizer; allowed: {', '.join(sorted(recipes.RECIPES))}"
         )
-    factory = optimizers[optim_cfg.name]
-    _check_hparams(optim_cfg.name, factory, optim_cfg.hparams)
-    return factory
+    allowed = recipes.hyperparameter_names(optim_cfg.name)
+    for key in optim_cfg.hparams:
+        if allowed is not None and key not in allowed:
+            raise ConfigError(
+                f"optim.hparams.{key} is not a hyperparameter of optimizer {optim_cfg.name!r}; "
+                f"allowed: {', '.join(allowed) or '(none)'}"
+            )
+    return recipes.get_recipe(optim_cfg.name)
+
+
+def momentum_coefficient(optim_cfg) -> float | None:
+    """The weight of the old momentum in the optimizer's update direction (for the momentum metrics).
+
+    See :func:`warmup_jax.optim.recipes.momentum_coefficient`: ``b1`` for AdamW and Lion, ``beta**2``
+    for the Nesterov high-momentum recipes; ``None`` if the optimizer has neither keyword.
+    """
+    check_optimizer_config(optim_cfg)
+    return recipes.momentum_coefficient(optim_cfg.name, optim_cfg.hparams)
 
 
 def check_optimizer_fits_training(optim_cfg, train_cfg) -> None:

@@ -41,7 +41,7 @@ def gi_adam_init(
 
     Example::
 
-        tx = warmup_jax.optim.recipes.gi_adam(learning_rate=6e-4)
+        tx = warmup_jax.optim.gi_adam(learning_rate=6e-4)
         g0 = jax.grad(loss_fn)(params, first_batch)
         opt_state = warmup_jax.optim.gi_adam_init(tx, params, g0)
     """
