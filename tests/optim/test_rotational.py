@@ -143,7 +143,7 @@ def test_center_rotational_params():
     np.testing.assert_array_equal(centred["blocks"][0]["ln1"]["scale"], jnp.arange(8.0))
 
 
-# --- A NumPy reference of LionAR, written from METHODS.md §2.6 (rows are neurons). -------------
+# --- A NumPy reference of LionAR, written from the update rule in docs/methods.md (rows are neurons). -------------
 
 
 def _reference_lion_ar(params, grads_seq, *, lr, wd, b1, b2, normalization, ema=0.9):

@@ -42,7 +42,7 @@ def test_estimator_recovers_known_phi():
     noise, signal = snr.noise_and_signal(mean_small, big, b, num * b)
     np.testing.assert_allclose(np.mean(noise), dim, rtol=0.01)
     np.testing.assert_allclose(np.mean(signal) / np.mean(noise), phi_true, rtol=0.03)
-    # The factor the paper's setting gives (METHODS.md: 0.67).
+    # The factor the paper's setting gives (0.67 at phi = 2.51e-3, B = 480).
     f = snr.rrc_factor(phi_true, num * b)
     np.testing.assert_allclose(f, 1.0 / np.sqrt(1.0 + 480 * phi_true), rtol=1e-6)
     assert abs(float(f) - 0.67) < 0.01

@@ -5,8 +5,8 @@ initial, for Adam preconditioned, sharpness). Instead of computing the sharpness
 step from the *same* initial parameters on a fixed batch with a doubling learning rate until the
 loss rises (a "catapult"); that learning rate is :math:`\eta_c`, and warmup can start there
 (:func:`warmup_jax.optim.polynomial_warmup_schedule`). The trial steps are discarded. The search
-procedure is reconstructed from the paper's description ([R]/[M], METHODS.md §4); the optional
-bisection refines the bracket the doubling finds.
+procedure is reconstructed from the paper's description (docs/methods.md, "Catapult-chosen initial
+learning rate"); the optional bisection refines the bracket the doubling finds.
 """
 
 import math

@@ -7,7 +7,7 @@ reduction (fan-in) axes are summed over to get a neuron's norm, the output axes 
 and all remaining axes are batch axes (each index its own set of neurons, e.g. a leading axis of
 stacked layers).
 
-Defaults follow Flax layouts (METHODS.md §2.3):
+Defaults follow Flax layouts (docs/methods.md, "Neurons and parameter groups"):
 
 * Dense kernels are ``(in, out)``: a neuron is a column, ``reduction_axis=-2, output_axis=-1``;
   leading axes (stacked layers) are batch axes.

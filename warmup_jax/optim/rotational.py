@@ -1,6 +1,6 @@
 r"""Rotational (angular) update control: every neuron turns by a set angle on a fixed-norm sphere.
 
-This is the mechanism of LionAR and of REQ's rotational wrappers (METHODS.md §2.6 and §3), written
+This is the mechanism of LionAR and of the rotational wrappers of Kosson et al. (2024a, "REQ"), written
 as an optax wrapper around any inner direction (``optax.scale_by_lion``, ``optax.scale_by_adam``,
 ``optax.trace``, ...).
 """
@@ -227,15 +227,16 @@ def scale_by_rotational(
     replaces it.
 
     Choices and their provenance: per-neuron granularity, ``zero_mean=True``, and the EMA option
-    (decay 0.9, bias corrected) follow REQ's code; exact per-step normalisation is the default
-    ([R], METHODS.md §8) because the EMA lets the realised angle drift from the target. REQ's
-    wrapper projects and then centres; here the update is centred and then projected, so it is
-    exactly tangent even for weights that were not centred (for centred weights both orders agree
-    exactly). REQ-compatible use: apply :func:`warmup_jax.optim.center_rotational_params` to the
-    parameters once before ``init``. Neurons with zero norm, and neurons whose update has almost
-    no tangential part (:math:`\|u_k^\perp\| \le 0.01 \|u_k\|`, e.g. a constant sign vector
-    with ``zero_mean``), are left unchanged. All per-neuron sums are taken in one pass over
-    :math:`(u, w)`; the new neuron is then an affine combination of :math:`w` and :math:`u`.
+    (decay 0.9, bias corrected) follow REQ's code; exact per-step normalisation is the default (a
+    reconstruction; docs/methods.md, "Exact or EMA normalisation") because the EMA lets the realised
+    angle drift from the target. REQ's wrapper projects and then centres; here the update is centred
+    and then projected, so it is exactly tangent even for weights that were not centred (for centred
+    weights both orders agree exactly). REQ-compatible use: apply
+    :func:`warmup_jax.optim.center_rotational_params` to the parameters once before ``init``.
+    Neurons with zero norm, and neurons whose update has almost no tangential part
+    (:math:`\|u_k^\perp\| \le 0.01 \|u_k\|`, e.g. a constant sign vector with ``zero_mean``), are
+    left unchanged. All per-neuron sums are taken in one pass over :math:`(u, w)`; the new neuron is
+    then an affine combination of :math:`w` and :math:`u`.
 
     Args:
         inner: direction transform without learning rate or weight decay (e.g.

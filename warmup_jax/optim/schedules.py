@@ -119,7 +119,7 @@ def porian_warmup_steps(num_params: int, tokens_per_step: int) -> int:
     r"""Porian et al.'s warmup length: as many tokens as the model has parameters.
 
     ``ceil(N / tokens_per_step)`` steps. The rule "warmup tokens = N" is recalled from the paper
-    and consistent with its code ([M], METHODS.md §7). GPT-2 124M at 480 x 1024 tokens per step:
+    and consistent with its code (docs/methods.md, "Porian's warmup rule"). GPT-2 124M at 480 x 1024 tokens per step:
     253 steps, about 5% of 5000.
 
     Args:

@@ -63,7 +63,8 @@ def adamw_matched_kappa(b1: float = 0.9) -> float:
     r""":math:`\kappa = \sqrt{(1-\beta_1)/(1+\beta_1)}`: AdamW's steady-state update RMS.
 
     With this :math:`\kappa`, :func:`scale_to_fixed_norm` gives sign updates the RMS AdamW has for
-    uncorrelated gradients, so AdamW learning rates can be reused ([R] option of METHODS.md §2.6).
+    uncorrelated gradients, so AdamW learning rates can be reused (a reconstruction option; see
+    docs/methods.md, "LionA").
     """
     return math.sqrt((1.0 - b1) / (1.0 + b1))
 

@@ -241,7 +241,7 @@ def rrc_factor(
 ) -> jax.Array:
     r"""Learning-rate factor that keeps the relative representation change constant.
 
-    The paper's Eq. (9) is not available; both forms are reconstructions ([R], METHODS.md §2.6):
+    The paper's Eq. (9) is not available; both forms are reconstructions (see docs/methods.md, "RRC factor"):
 
     * ``"sqrt"`` (default): :math:`f = 1/\sqrt{1 + B\varphi}`, no scaling while
       :math:`\varphi \ll 1/B` and a downscaling that keeps growing with :math:`B\varphi`.
