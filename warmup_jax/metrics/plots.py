@@ -12,7 +12,9 @@ run, labelled by folder name, so that e.g. runs with and without warmup can be c
   against the 1/B line, and the critical batch size 1/phi against B;
 * ``momentum.png``: cos(g_t, m_{t-1}) and the momentum cancellation ratio.
 
-A figure whose metric no run logged is still written, with a note saying how to enable it.
+A figure whose metric no run logged is still written, with a note saying how to enable it; except
+``snr.png`` when the runs logged update metrics but no SNR, i.e. trained with one micro-batch per
+step: the SNR needs ``train.grad_accum_steps >= 2``, and one printed line says so instead.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -27,12 +30,36 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from warmup_jax.metrics.update import layer_group, metric_kind
+from warmup_jax.metrics.update import GLOBAL
 
 FIGURES = ("loss", "lr", "update_l2", "angular_update", "rrc", "snr", "momentum")
 _ENABLE_HINT = "enable with --set metrics.interval=N (and metrics.dense_until_step)"
-_SNR_EMA = 0.9  # per logged point, on signal and noise before the ratio (METHODS.md §2.4(e))
+_SNR_EMA = 0.9  # per logged point, on signal and noise before the ratio (docs/methods.md, 'Update-size metrics')
+_NO_SNR = "no SNR: train.grad_accum_steps < 2"
 _GROUP_ORDER = ("wte", "wpe", "attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
+
+
+def metric_kind(name: str) -> tuple[str, str]:
+    """Splits ``"angle/blocks.3.mlp.fc.kernel"`` into ``("angle", "blocks.3.mlp.fc.kernel")``."""
+    metric, _, target = name.partition("/")
+    return metric, target
+
+
+def layer_group(target: str) -> str | None:
+    """The layer kind of a per-tensor or per-layer target, with the layer index removed.
+
+    ``"blocks.3.mlp.fc.kernel"`` -> ``"mlp.fc"``, ``"blocks.3.attn.qkv"`` -> ``"attn.qkv"``,
+    ``"wte.embedding"`` -> ``"wte"``; groups (``blocks.3``, ``global``) give None.
+    """
+    parts = target.split(".")
+    if parts[-1] in ("kernel", "embedding", "bias", "scale"):
+        parts = parts[:-1]
+    elif target == GLOBAL or (len(parts) == 2 and parts[1].isdigit()):
+        return None
+    kept = [p for p in parts if not p.isdigit()]
+    if kept and len(kept) < len(parts):
+        kept = kept[1:]  # drop the container name ("blocks") with its index
+    return ".".join(kept) if kept else None
 
 
 class Run:
@@ -78,6 +105,13 @@ class Run:
         members = [m for m in members if np.array_equal(m[0], steps)]
         with np.errstate(all="ignore"):
             return steps, np.nanmean(np.stack([m[1] for m in members]), axis=0)
+
+    def has_update_metrics(self) -> bool:
+        """Whether the run logged the update metrics (``metrics.interval > 0``) at least once."""
+        return self.get("update_l2/global") is not None
+
+    def has_snr(self) -> bool:
+        return self.get("snr_noise/global") is not None and self.get("snr_signal/global") is not None
 
     def groups(self, metric: str) -> list[str]:
         found = {layer_group(metric_kind(k)[1]) for k in self.series if metric_kind(k)[0] == metric}
@@ -280,13 +314,21 @@ def _step_axes(axes, *, logy: bool = False, zero_line: bool = False) -> None:
         ax.set_xlabel("step (log)")
 
 
-def plot_snr(runs: list[Run], colors: list, out_dir: str) -> str:
+def plot_snr(runs: list[Run], colors: list, out_dir: str) -> str | None:
+    """Writes ``snr.png``; None (and one printed line) when the runs logged update metrics but no SNR."""
+    if not any(run.has_snr() for run in runs) and any(run.has_update_metrics() for run in runs):
+        print(
+            "snr.png skipped: the gradient SNR needs train.grad_accum_steps >= 2 (micro-batches per step); "
+            "these runs were trained with one",
+            file=sys.stderr,
+        )
+        return None
     fig, ax_phi, ax_crit = _two_panels()
     anything = False
     for run, color in zip(runs, colors):
-        noise, signal = run.get("snr_noise/global"), run.get("snr_signal/global")
-        if noise is None or signal is None:
+        if not run.has_snr():
             continue
+        noise, signal = run.get("snr_noise/global"), run.get("snr_signal/global")
         steps = noise[0]
         noise_s, signal_s = _ema(noise[1], _SNR_EMA), _ema(signal[1], _SNR_EMA)
         with np.errstate(all="ignore"):
@@ -313,6 +355,10 @@ def plot_snr(runs: list[Run], colors: list, out_dir: str) -> str:
     if not anything:
         _note(ax_phi, f"no SNR logged: needs train.grad_accum_steps >= 2;\n{_ENABLE_HINT}")
     handles, labels = _run_handles(ax_phi, runs, colors)
+    labels = [
+        f"{label} ({_NO_SNR})" if run.has_update_metrics() and not run.has_snr() else label
+        for run, label in zip(runs, labels)
+    ]
     _legend(fig, handles, labels)
     return _save(fig, out_dir, "snr")
 
@@ -347,6 +393,9 @@ def plot_momentum(runs: list[Run], colors: list, out_dir: str) -> str:
 def plot_runs(run_dirs: Sequence[str], out_dir: str | None = None) -> list[str]:
     """Writes the figures of :data:`FIGURES` for the runs in ``run_dirs``; returns the PNG paths.
 
+    ``snr.png`` is left out (with a printed line saying why) for runs trained with one micro-batch
+    per step, whose update metrics have no SNR (:func:`plot_snr`).
+
     Args:
         run_dirs: run folders (each with a ``metrics.jsonl``), overlaid in this order.
         out_dir: where to write; default: the first run's folder.
@@ -357,7 +406,7 @@ def plot_runs(run_dirs: Sequence[str], out_dir: str | None = None) -> list[str]:
     out_dir = out_dir or run_dirs[0]
     os.makedirs(out_dir, exist_ok=True)
     colors = _colors(len(runs))
-    return [
+    paths = [
         plot_loss(runs, colors, out_dir),
         plot_lr(runs, colors, out_dir),
         plot_per_group(
@@ -392,3 +441,4 @@ def plot_runs(run_dirs: Sequence[str], out_dir: str | None = None) -> list[str]:
         plot_snr(runs, colors, out_dir),
         plot_momentum(runs, colors, out_dir),
     ]
+    return [path for path in paths if path is not None]

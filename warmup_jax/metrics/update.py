@@ -1,32 +1,32 @@
 r"""Per-tensor and per-layer update metrics, computed inside the compiled train step.
 
-The quantities of the warmup paper (METHODS.md §2.4), for the update :math:`\Delta w = w_{t+1} - w_t`
-of one step:
+The quantities of the warmup paper (see docs/methods.md, 'Update-size metrics') for the update
+:math:`\Delta w = w_{t+1} - w_t` of one step, by family; :func:`update_metrics` computes them all:
 
-* ``update_l2``: :math:`\|\Delta w\|`; ``weight_norm``: :math:`\|w_{t+1}\|`;
-  ``relative_update``: :math:`\|\Delta w\| / \|w_t\|`.
-* ``angle``: the angle between :math:`w_t` and :math:`w_{t+1}`, computed stably as
+* :func:`norm_and_angle_metrics`: ``update_l2`` :math:`\|\Delta w\|`; ``weight_norm``
+  :math:`\|w_{t+1}\|`; ``relative_update`` :math:`\|\Delta w\| / \|w_t\|`; ``angle``, the angle
+  between :math:`w_t` and :math:`w_{t+1}`, computed stably as
   :math:`\theta = 2\,\mathrm{atan2}(\|\hat a - \hat b\|, \|\hat a + \hat b\|)` with
-  :math:`\hat a = a/\|a\|` (METHODS.md §10; ``arccos`` cannot resolve angles below ~3e-4 rad in
-  float32). ``angle_neuron_rms``: the same angle per neuron, reduced as the RMS over neurons. Neurons
-  follow the optimizers' convention (:func:`warmup_jax.optim.neuron_axes`): a Dense kernel
-  ``(in, out)`` has one neuron per column, an embedding ``(vocab, d)`` one per row, and leading
-  (stacked-layer) axes are batch axes. Angles are reported for tensors with ``ndim >= 2`` only.
-* ``rrc``: the relative representation change :math:`\|X \Delta K\|_F / \|X K_t\|_F` of every
-  Dense layer, with :math:`X` the layer's inputs on a token subsample of the current batch
-  (Flax ``(in, out)`` kernels; the denominator is the captured layer output minus its bias), and
-  of the tied output head (``rrc/wte``: :math:`K = E^\top`, the logits' change relative to the
-  logits, from the final LayerNorm's outputs).
-* ``snr``: the gradient SNR :math:`\varphi` of this step from the micro-batch estimator
-  (:mod:`warmup_jax.optim.snr`, the implementation the optimizers use), without the EMA: the
-  plots smooth signal and noise over logged steps before taking the ratio. ``critical_batch``:
+  :math:`\hat a = a/\|a\|` (``arccos`` cannot resolve angles below ~3e-4 rad in float32); and
+  ``angle_neuron_rms``, the same angle per neuron, reduced as the RMS over neurons. Neurons follow
+  the optimizers' convention (:func:`warmup_jax.optim.neuron_axes`): a Dense kernel ``(in, out)``
+  has one neuron per column, an embedding ``(vocab, d)`` one per row, and leading (stacked-layer)
+  axes are batch axes. Angles are reported for tensors with ``ndim >= 2`` only.
+* :func:`rrc_metrics`: ``rrc``, the relative representation change
+  :math:`\|X \Delta K\|_F / \|X K_t\|_F` of every Dense layer, with :math:`X` the layer's inputs on
+  a token subsample of the current batch (Flax ``(in, out)`` kernels; the denominator is the
+  captured layer output minus its bias), and of the tied output head (``rrc/wte``:
+  :math:`K = E^\top`, the logits' change relative to the logits, from the final LayerNorm's outputs).
+* :func:`snr_metrics`: ``snr``, the gradient SNR :math:`\varphi` of this step from the micro-batch
+  estimator (:mod:`warmup_jax.optim.snr`, the implementation the optimizers use), without the EMA:
+  the plots smooth signal and noise over logged steps before taking the ratio. ``critical_batch``:
   :math:`1/\varphi`. Needs ``K >= 2`` micro-batches; omitted otherwise.
-* ``grad_momentum_cos``: :math:`\cos(g_t, m_{t-1})` with :math:`m` the optimizer's first moment
-  (``mu`` of ``ScaleByAdamState``/``ScaleByLionState``, found generically); and the cancellation
-  ratio ``momentum_cancellation``
+* :func:`momentum_metrics`: ``grad_momentum_cos`` :math:`\cos(g_t, m_{t-1})` with :math:`m` the
+  optimizer's first moment (``mu`` of ``ScaleByAdamState``/``ScaleByLionState``, found by
+  :func:`find_first_moment`); and the cancellation ratio ``momentum_cancellation``
   :math:`\rho = \langle \beta m_{t-1}, (1-\beta) \tilde g_t\rangle / \|(1-\beta)\tilde g_t\|^2`
-  with :math:`\tilde g` the gradient after global-norm clipping (the reconstruction [R] of
-  METHODS.md §2.4(f); for Lion :math:`\beta = \beta_1`, the interpolation coefficient).
+  with :math:`\tilde g` the gradient after global-norm clipping (for Lion :math:`\beta = \beta_1`,
+  the interpolation coefficient).
 
 Names are ``<metric>/<tensor>`` with dotted paths (``update_l2/blocks.0.attn.qkv.kernel``;
 ``rrc/blocks.0.attn.qkv`` for a layer), ``<metric>/blocks.<i>`` for each layer (all tensors under
@@ -34,7 +34,8 @@ Names are ``<metric>/<tensor>`` with dotted paths (``update_l2/blocks.0.attn.qkv
 group's matrices; group RRC is the mean over the group's Dense layers; group SNR sums signal and
 noise over the group's tensors (the estimator is linear in them). Layers stored stacked (a leading
 layer axis, as ``nnx.scan`` over blocks makes them) are split back into these per-layer names first
-(``stacked=`` of :func:`update_metrics`).
+(``stacked=`` of :func:`update_metrics`; the family functions take per-layer trees, see
+:func:`split_stacked`).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def metrics_due(step: Any, *, interval: int, dense_interval: int = 0, dense_unti
 def stable_angle(a: jax.Array, b: jax.Array, axis: int | tuple[int, ...] | None = None) -> jax.Array:
     r"""Angle between ``a`` and ``b`` (vectors along ``axis``), stable for tiny angles.
 
-    :math:`\theta = 2\,\mathrm{atan2}(\|\hat a-\hat b\|,\|\hat a+\hat b\|)` (METHODS.md §10).
+    :math:`\theta = 2\,\mathrm{atan2}(\|\hat a-\hat b\|,\|\hat a+\hat b\|)` (see docs/methods.md,
+    'Update-size metrics').
     ``axis=None`` treats each whole tensor as one vector. NaN where either vector is zero.
     """
     a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
@@ -131,7 +133,11 @@ def update_metrics(
     captured: dict[str, tuple[jax.Array, jax.Array | None]] | None = None,
     stacked: Sequence[str] = (),
 ) -> dict[str, jax.Array]:
-    """All update metrics of one step as a flat ``{name: float32 scalar}`` dict.
+    r"""All update metrics of one step as a flat ``{name: float32 scalar}`` dict.
+
+    The union of :func:`norm_and_angle_metrics`, :func:`rrc_metrics` (with ``captured``),
+    :func:`snr_metrics` (with ``grads`` and ``micro_batch_stats`` of ``K >= 2`` micro-batches) and
+    :func:`momentum_metrics` (with ``grads`` and ``first_moment``), after splitting stacked layers.
 
     Args:
         params_old: :math:`w_t`, the parameters before the update.
@@ -140,7 +146,7 @@ def update_metrics(
         micro_batch_stats: per-tensor sums of squared micro-batch gradient norms; SNR metrics are
             added when given with ``num_micro_batches >= 2``.
         first_moment: :math:`m_{t-1}` by parameter path (:func:`find_first_moment`), or None.
-        momentum_beta: :math:`\\beta` of the cancellation ratio.
+        momentum_beta: :math:`\beta` of the cancellation ratio.
         grad_clip: the global-norm clip applied before the optimizer (0: none), so the
             cancellation ratio uses the gradient the momentum actually received.
         captured: ``{layer path: (x_NxC, y_NxO)}`` from :func:`warmup_jax.model.gpt.forward_capturing_dense`
@@ -156,34 +162,64 @@ def update_metrics(
     Returns:
         The metrics, named as described in the module docstring.
     """
-    old = split_stacked(dict(_flatten(params_old)), stacked)
-    new = split_stacked(dict(_flatten(params_new)), stacked)
-    if grads is not None:
-        grads = split_stacked(dict(_flatten(grads)), stacked)
+    old = _per_layer(params_old, stacked)
+    new = _per_layer(params_new, stacked)
     if micro_batch_stats is not None:
-        sum_sq = dict(_flatten(micro_batch_stats.sum_sq_norms))
-        for path, value in sum_sq.items():
-            if stack_prefix(path, stacked) is not None and jnp.ndim(value) != 1:
-                raise ValueError(
-                    f"micro_batch_stats.sum_sq_norms[{path!r}] has shape {jnp.shape(value)}; a stacked tensor "
-                    "needs one sum per layer, shape (num_layers,) (see warmup_jax.metrics.update.sq_norms)"
-                )
-        micro_batch_stats = micro_batch_stats._replace(sum_sq_norms=split_stacked(sum_sq, stacked))
-    if first_moment:
-        first_moment = split_stacked(first_moment, stacked)
+        micro_batch_stats = _split_micro_batch_stats(micro_batch_stats, stacked)
+    out = norm_and_angle_metrics(old, new)
     if captured:
-        captured = split_stacked(captured, stacked)
+        out.update(rrc_metrics(old, new, split_stacked(captured, stacked)))
+    if grads is not None:
+        grads = _per_layer(grads, stacked)
+        if micro_batch_stats is not None:
+            out.update(snr_metrics(grads, micro_batch_stats))
+        if first_moment:
+            out.update(
+                momentum_metrics(
+                    grads, split_stacked(first_moment, stacked), momentum_beta=momentum_beta, grad_clip=grad_clip
+                )
+            )
+    return out
+
+
+def norm_and_angle_metrics(params_old: Params, params_new: Params) -> dict[str, jax.Array]:
+    r"""Update size and direction of every tensor, of every layer and of all tensors together.
+
+    For :math:`a = w_t` and :math:`b = w_{t+1}` (one tensor, or the concatenation of a group's
+    tensors):
+
+    * ``update_l2``: :math:`\|b - a\|`; ``weight_norm``: :math:`\|b\|`;
+      ``relative_update``: :math:`\|b - a\| / \|a\|` (NaN where :math:`a = 0`);
+    * ``angle``: :math:`\theta = 2\,\mathrm{atan2}(\|\hat a - \hat b\|, \|\hat a + \hat b\|)` with
+      :math:`\hat a = a / \|a\|`, as :func:`stable_angle`;
+    * ``angle_neuron_rms``: :math:`\sqrt{\tfrac{1}{n}\sum_k \theta_k^2}` over the neurons :math:`k`
+      (:func:`warmup_jax.optim.neuron_axes`) whose old and new weights are both nonzero.
+
+    Angles are reported for tensors with ``ndim >= 2`` only, and a group's angles cover its
+    matrices only. The group angle is assembled from per-neuron statistics without forming the
+    concatenation: with :math:`A, B` the group norms, :math:`\alpha_k = \|a_k\|/A`,
+    :math:`\beta_k = \|b_k\|/B` and :math:`D_k = \|\hat a_k - \hat b_k\|^2`,
+
+    .. math::
+
+        \|a/A - b/B\|^2 = \sum_k (\alpha_k - \beta_k)^2 + \alpha_k \beta_k D_k,
+        \qquad
+        \|a/A + b/B\|^2 = \sum_k (\alpha_k + \beta_k)^2 - \alpha_k \beta_k D_k,
+
+    which has no cancellation for small angles.
+
+    Args:
+        params_old: :math:`w_t`, a parameter tree or a flat ``{path: array}`` dict.
+        params_new: :math:`w_{t+1}`, with the same paths. Stacked layers must be split first
+            (:func:`split_stacked`; :func:`update_metrics` does).
+
+    Returns:
+        ``{name: float32 scalar}``, named ``<metric>/<tensor>``, ``<metric>/blocks.<i>`` and
+        ``<metric>/global``.
+    """
+    old, new = _flat(params_old), _flat(params_new)
     out: dict[str, jax.Array] = {}
     sums: dict[str, dict[str, jax.Array]] = {}  # group -> additive per-tensor statistics
-
-    def add(group_names: list[str], key: str, value: jax.Array) -> None:
-        for g in group_names:
-            bucket = sums.setdefault(g, {})
-            bucket[key] = bucket[key] + value if key in bucket else value
-
-    # Norms and angles. Group angles combine per-neuron statistics: with alpha_k = A_k/A and
-    # beta_k = B_k/B (neuron norms over group norms) and D_k = |a_k/A_k - b_k/B_k|^2,
-    # |a/A - b/B|^2 = sum_k (alpha_k - beta_k)^2 + alpha_k beta_k D_k, with no cancellation.
     neuron_stats = {}
     for path, a in old.items():
         b = new[path]
@@ -198,27 +234,16 @@ def update_metrics(
         out[f"update_l2/{name}"] = jnp.sqrt(sq_delta)
         out[f"weight_norm/{name}"] = jnp.sqrt(sq_new)
         out[f"relative_update/{name}"] = _ratio(jnp.sqrt(sq_delta), jnp.sqrt(sq_old))
-        add(groups, "sq_old", sq_old)
-        add(groups, "sq_new", sq_new)
-        add(groups, "sq_delta", sq_delta)
+        _accumulate(sums, groups, sq_old=sq_old, sq_new=sq_new, sq_delta=sq_delta)
         if a.ndim < 2:
             continue
-        defined = (na2 > 0) & (nb2 > 0)
-        inv_a = jnp.where(defined, jax.lax.rsqrt(jnp.where(defined, na2, 1.0)), 0.0)
-        inv_b = jnp.where(defined, jax.lax.rsqrt(jnp.where(defined, nb2, 1.0)), 0.0)
-        # |a^ - b^|^2 in one fused pass; |a^ + b^|^2 = 4 - |a^ - b^|^2 for unit vectors (a separate
-        # second reduction over the normalised tensors costs ~10x more on XLA:CPU).
-        d2 = jnp.sum(jnp.square(a32 * inv_a - b32 * inv_b), axis=axes, keepdims=True)
-        theta = jnp.where(defined, 2.0 * jnp.arctan2(jnp.sqrt(d2), jnp.sqrt(jnp.maximum(4.0 - d2, 0.0))), 0.0)
-        count = jnp.sum(defined.astype(jnp.float32))
-        theta_sq = jnp.sum(jnp.square(theta))
+        d2, theta_sq, count = _neuron_angles(a32, b32, na2, nb2, axes)
         out[f"angle_neuron_rms/{name}"] = jnp.sqrt(_ratio(theta_sq, count, nan_if_zero=True))
         neuron_stats[path] = (na2, nb2, d2)
         out[f"angle/{name}"] = _combined_angle([(na2, nb2, d2)], sq_old, sq_new)
-        add(groups, "neuron_theta_sq", theta_sq)
-        add(groups, "neuron_count", count)
-        add(groups, "matrix_sq_old", sq_old)
-        add(groups, "matrix_sq_new", sq_new)
+        _accumulate(
+            sums, groups, neuron_theta_sq=theta_sq, neuron_count=count, matrix_sq_old=sq_old, matrix_sq_new=sq_new
+        )
     for group, s in sums.items():
         out[f"update_l2/{group}"] = jnp.sqrt(s["sq_delta"])
         out[f"weight_norm/{group}"] = jnp.sqrt(s["sq_new"])
@@ -229,63 +254,163 @@ def update_metrics(
             out[f"angle_neuron_rms/{group}"] = jnp.sqrt(
                 _ratio(s["neuron_theta_sq"], s["neuron_count"], nan_if_zero=True)
             )
+    return _float32(out)
 
-    if captured:
-        rrc_by_group: dict[str, list[jax.Array]] = {}
-        for layer, (x_NxC, y_NxO) in sorted(captured.items()):
-            kernel = f"{layer}/kernel"
-            if kernel in old:
-                delta = _f32(new[kernel]) - _f32(old[kernel])
-                y = _f32(y_NxO)
-                if f"{layer}/bias" in old:
-                    y = y - _f32(old[f"{layer}/bias"])
-                rrc = relative_representation_change(x_NxC, delta, y)
-            else:  # a tied output head: logits = x @ E.T with E = <layer>/embedding
-                kernel = f"{layer}/embedding"
-                delta = _f32(new[kernel]) - _f32(old[kernel])
-                rrc = relative_representation_change(x_NxC, delta.T, kernel_CxO=_f32(old[kernel]).T)
-            out[f"rrc/{_name(layer)}"] = rrc
-            for g in _groups(kernel):
-                rrc_by_group.setdefault(g, []).append(rrc)
-        for group, values in rrc_by_group.items():
-            out[f"rrc/{group}"] = jnp.mean(jnp.stack(values))
 
-    if grads is not None and micro_batch_stats is not None and micro_batch_stats.num_micro_batches >= 2:
-        noise, signal = snr_lib.per_tensor_noise_and_signal(grads, micro_batch_stats)
-        noise, signal = dict(_flatten(noise)), dict(_flatten(signal))
-        group_noise: dict[str, jax.Array] = {}
-        group_signal: dict[str, jax.Array] = {}
-        for path in old:
-            out[f"snr/{_name(path)}"] = snr_lib.phi(signal[path], noise[path])
-            for g in _groups(path):
-                group_noise[g] = group_noise.get(g, 0.0) + noise[path]
-                group_signal[g] = group_signal.get(g, 0.0) + signal[path]
-        for g in group_noise:
-            out[f"snr/{g}"] = snr_lib.phi(group_signal[g], group_noise[g])
-        out["snr_noise/global"] = group_noise[GLOBAL]
-        out["snr_signal/global"] = group_signal[GLOBAL]
-        out["critical_batch/global"] = _ratio(
-            jnp.maximum(group_noise[GLOBAL], 0.0), jnp.maximum(group_signal[GLOBAL], 0.0), nan_if_zero=False
-        )
+def rrc_metrics(
+    params_old: Params, params_new: Params, captured: dict[str, tuple[jax.Array, jax.Array | None]]
+) -> dict[str, jax.Array]:
+    r"""Relative representation change of the captured Dense layers and of a tied output head.
 
-    if grads is not None and first_moment:
-        clip = 1.0
-        if grad_clip > 0:
-            clip = snr_lib.global_norm_clip_factor(grads, grad_clip)
-        scale = momentum_beta / ((1.0 - momentum_beta) * clip)
-        dots: dict[str, list[jax.Array]] = {}
-        for path, m in first_moment.items():
-            g, m = _f32(grads[path]), _f32(m)
-            gm, gg, mm = jnp.sum(g * m), jnp.sum(g * g), jnp.sum(m * m)
-            out[f"grad_momentum_cos/{_name(path)}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
-            out[f"momentum_cancellation/{_name(path)}"] = scale * _ratio(gm, gg, nan_if_zero=True)
-            for grp in _groups(path):
-                dots.setdefault(grp, []).append(jnp.stack([gm, gg, mm]))
-        for grp, values in dots.items():
-            gm, gg, mm = jnp.sum(jnp.stack(values), axis=0)
-            out[f"grad_momentum_cos/{grp}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
-            out[f"momentum_cancellation/{grp}"] = scale * _ratio(gm, gg, nan_if_zero=True)
-    return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
+    For a Dense layer with Flax kernel :math:`K` of shape ``(in, out)`` and inputs :math:`X`
+    (a token subsample of the batch, ``(N, in)``):
+
+    .. math::
+
+        \mathrm{rrc} = \frac{\|X\,(K_{t+1} - K_t)\|_F}{\|X K_t\|_F},
+
+    the denominator from the captured outputs minus the layer's bias (when it has one). A layer
+    without ``<layer>/kernel`` is a tied output head: :math:`K = E^\top` with
+    :math:`E` = ``<layer>/embedding``, so ``rrc/wte`` is the logits' change relative to the logits.
+    A group's value (``rrc/blocks.<i>``, ``rrc/global``) is the mean over its layers.
+
+    Args:
+        params_old: :math:`w_t`, a parameter tree or a flat ``{path: array}`` dict (stacked layers
+            split first, :func:`split_stacked`).
+        params_new: :math:`w_{t+1}`, with the same paths.
+        captured: ``{layer path: (x_NxC, y_NxO)}`` (:func:`warmup_jax.model.gpt.forward_capturing_dense`),
+            ``y`` the layer's outputs :math:`X K_t + b_t`, None for a tied head.
+
+    Returns:
+        ``{name: float32 scalar}``: ``rrc/<layer>`` (dotted, without ``kernel``) and the groups'.
+    """
+    old, new = _flat(params_old), _flat(params_new)
+    out: dict[str, jax.Array] = {}
+    by_group: dict[str, list[jax.Array]] = {}
+    for layer, (x_NxC, y_NxO) in sorted(captured.items()):
+        kernel = f"{layer}/kernel"
+        if kernel in old:
+            delta = _f32(new[kernel]) - _f32(old[kernel])
+            y = _f32(y_NxO)
+            if f"{layer}/bias" in old:
+                y = y - _f32(old[f"{layer}/bias"])
+            rrc = relative_representation_change(x_NxC, delta, y)
+        else:  # a tied output head: logits = x @ E.T with E = <layer>/embedding
+            kernel = f"{layer}/embedding"
+            delta = _f32(new[kernel]) - _f32(old[kernel])
+            rrc = relative_representation_change(x_NxC, delta.T, kernel_CxO=_f32(old[kernel]).T)
+        out[f"rrc/{_name(layer)}"] = rrc
+        for g in _groups(kernel):
+            by_group.setdefault(g, []).append(rrc)
+    for group, values in by_group.items():
+        out[f"rrc/{group}"] = jnp.mean(jnp.stack(values))
+    return _float32(out)
+
+
+def snr_metrics(grads: Params, micro_batch_stats: snr_lib.MicroBatchStats) -> dict[str, jax.Array]:
+    r"""Gradient SNR of this step from :math:`K` micro-batch gradients of :math:`b` sequences each.
+
+    With :math:`g_k` the micro-batch mean gradients and :math:`\hat g` their mean (batch
+    :math:`B = Kb`), the two-batch-size estimator of :mod:`warmup_jax.optim.snr` (the
+    implementation the optimizers use) gives the per-sequence noise :math:`S` (the trace of the
+    gradient covariance) and the signal :math:`\|G\|^2`:
+
+    .. math::
+
+        S = \frac{\tfrac{1}{K}\sum_k \|g_k\|^2 - \|\hat g\|^2}{1/b - 1/B}, \qquad
+        \|G\|^2 = \|\hat g\|^2 - S/B, \qquad
+        \varphi = \frac{\max(\|G\|^2, 0)}{\max(S, \epsilon)}.
+
+    ``snr`` is :math:`\varphi` per tensor, per layer and globally (a group sums signal and noise over
+    its tensors, the estimator being linear in them), without an EMA: the plots smooth signal and
+    noise over logged steps before taking the ratio. Also ``snr_noise/global`` (:math:`S`),
+    ``snr_signal/global`` (:math:`\|G\|^2`) and ``critical_batch/global``
+    :math:`= \max(S, 0) / \max(\|G\|^2, 0)`, about :math:`1/\varphi` (+inf where the signal is not
+    positive and the noise is).
+
+    Args:
+        grads: the mean gradient :math:`\hat g`, a tree or a flat ``{path: array}`` dict (stacked
+            layers split first, :func:`split_stacked`).
+        micro_batch_stats: ``sum_sq_norms`` :math:`\sum_k \|\hat g_k\|^2` by parameter path, with
+            ``num_micro_batches`` :math:`K` and ``micro_batch_size`` :math:`b`.
+
+    Returns:
+        ``{name: float32 scalar}``; empty when ``K < 2`` (no estimate from one micro-batch).
+    """
+    if micro_batch_stats.num_micro_batches < 2:
+        return {}
+    grads = _flat(grads)
+    stats = micro_batch_stats._replace(sum_sq_norms=_flat(micro_batch_stats.sum_sq_norms))
+    noise, signal = snr_lib.per_tensor_noise_and_signal(grads, stats)
+    noise, signal = dict(_flatten(noise)), dict(_flatten(signal))
+    out: dict[str, jax.Array] = {}
+    group_noise: dict[str, jax.Array] = {}
+    group_signal: dict[str, jax.Array] = {}
+    for path in grads:
+        out[f"snr/{_name(path)}"] = snr_lib.phi(signal[path], noise[path])
+        for g in _groups(path):
+            group_noise[g] = group_noise.get(g, 0.0) + noise[path]
+            group_signal[g] = group_signal.get(g, 0.0) + signal[path]
+    for g in group_noise:
+        out[f"snr/{g}"] = snr_lib.phi(group_signal[g], group_noise[g])
+    out["snr_noise/global"] = group_noise[GLOBAL]
+    out["snr_signal/global"] = group_signal[GLOBAL]
+    out["critical_batch/global"] = _ratio(
+        jnp.maximum(group_noise[GLOBAL], 0.0), jnp.maximum(group_signal[GLOBAL], 0.0), nan_if_zero=False
+    )
+    return _float32(out)
+
+
+def momentum_metrics(
+    grads: Params, first_moment: dict[str, jax.Array], *, momentum_beta: float = 0.9, grad_clip: float = 0.0
+) -> dict[str, jax.Array]:
+    r"""Alignment of the gradient with the optimizer's first moment, and the cancellation ratio.
+
+    For every tensor with a first moment :math:`m_{t-1}`, its group and all of them together:
+
+    .. math::
+
+        \texttt{grad\_momentum\_cos} = \cos(g_t, m_{t-1}), \qquad
+        \texttt{momentum\_cancellation} = \rho =
+        \frac{\langle \beta\, m_{t-1}, (1-\beta)\, \tilde g_t\rangle}{\|(1-\beta)\, \tilde g_t\|^2}
+        = \frac{\beta}{(1-\beta)\,c}\,\frac{\langle m_{t-1}, g_t\rangle}{\|g_t\|^2},
+
+    with :math:`\tilde g_t = c\, g_t` the gradient after global-norm clipping (:math:`c \le 1`), the
+    gradient the moment actually receives, and for Lion :math:`\beta = \beta_1`, the interpolation
+    coefficient. :math:`\rho < -1/2` means the new gradient cancels more than half of the moment's
+    component along it. The cosine is NaN while :math:`m = 0` (step 1), where :math:`\rho = 0`.
+
+    Args:
+        grads: the mean gradient :math:`g_t` before clipping, a tree or a flat ``{path: array}``
+            dict (stacked layers split first, :func:`split_stacked`).
+        first_moment: :math:`m_{t-1}` by parameter path (:func:`find_first_moment`); tensors
+            without one are left out.
+        momentum_beta: :math:`\beta`.
+        grad_clip: the clip threshold on :math:`\|g_t\|` (0: no clipping, :math:`c = 1`).
+
+    Returns:
+        ``{name: float32 scalar}``, named ``<metric>/<tensor>``, ``<metric>/blocks.<i>`` and
+        ``<metric>/global``.
+    """
+    grads = _flat(grads)
+    clip = 1.0
+    if grad_clip > 0:
+        clip = snr_lib.global_norm_clip_factor(grads, grad_clip)
+    scale = momentum_beta / ((1.0 - momentum_beta) * clip)
+    out: dict[str, jax.Array] = {}
+    dots: dict[str, list[jax.Array]] = {}
+    for path, m in first_moment.items():
+        g, m = _f32(grads[path]), _f32(m)
+        gm, gg, mm = jnp.sum(g * m), jnp.sum(g * g), jnp.sum(m * m)
+        out[f"grad_momentum_cos/{_name(path)}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
+        out[f"momentum_cancellation/{_name(path)}"] = scale * _ratio(gm, gg, nan_if_zero=True)
+        for grp in _groups(path):
+            dots.setdefault(grp, []).append(jnp.stack([gm, gg, mm]))
+    for grp, values in dots.items():
+        gm, gg, mm = jnp.sum(jnp.stack(values), axis=0)
+        out[f"grad_momentum_cos/{grp}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
+        out[f"momentum_cancellation/{grp}"] = scale * _ratio(gm, gg, nan_if_zero=True)
+    return _float32(out)
 
 
 def stack_prefix(path: str, stacked: Sequence[str]) -> str | None:
@@ -336,10 +461,50 @@ def sq_norms(tree: Any, stacked: Sequence[str] = ()) -> dict[str, jax.Array]:
     return out
 
 
+def _per_layer(tree: Any, stacked: Sequence[str]) -> dict[str, Any]:
+    """``tree`` as a flat ``{path: array}`` dict with stacked layers split (:func:`split_stacked`)."""
+    return split_stacked(dict(_flatten(tree)), stacked)
+
+
+def _split_micro_batch_stats(stats: snr_lib.MicroBatchStats, stacked: Sequence[str]) -> snr_lib.MicroBatchStats:
+    """``stats`` with flat, per-layer ``sum_sq_norms``; a stacked tensor needs one sum per layer."""
+    sum_sq = dict(_flatten(stats.sum_sq_norms))
+    for path, value in sum_sq.items():
+        if stack_prefix(path, stacked) is not None and jnp.ndim(value) != 1:
+            raise ValueError(
+                f"micro_batch_stats.sum_sq_norms[{path!r}] has shape {jnp.shape(value)}; a stacked tensor "
+                "needs one sum per layer, shape (num_layers,) (see warmup_jax.metrics.update.sq_norms)"
+            )
+    return stats._replace(sum_sq_norms=split_stacked(sum_sq, stacked))
+
+
+def _neuron_angles(
+    a32: jax.Array, b32: jax.Array, na2: jax.Array, nb2: jax.Array, axes: tuple[int, ...]
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-neuron ``|a_k/|a_k| - b_k/|b_k||^2`` (dims kept; 0 where undefined), the sum of the squared
+    neuron angles, and the number of neurons whose old and new norms are both nonzero."""
+    defined = (na2 > 0) & (nb2 > 0)
+    inv_a = jnp.where(defined, jax.lax.rsqrt(jnp.where(defined, na2, 1.0)), 0.0)
+    inv_b = jnp.where(defined, jax.lax.rsqrt(jnp.where(defined, nb2, 1.0)), 0.0)
+    # |a^ - b^|^2 in one fused pass; |a^ + b^|^2 = 4 - |a^ - b^|^2 for unit vectors (a separate
+    # second reduction over the normalised tensors costs ~10x more on XLA:CPU).
+    d2 = jnp.sum(jnp.square(a32 * inv_a - b32 * inv_b), axis=axes, keepdims=True)
+    theta = jnp.where(defined, 2.0 * jnp.arctan2(jnp.sqrt(d2), jnp.sqrt(jnp.maximum(4.0 - d2, 0.0))), 0.0)
+    return d2, jnp.sum(jnp.square(theta)), jnp.sum(defined.astype(jnp.float32))
+
+
+def _accumulate(sums: dict[str, dict[str, jax.Array]], groups: list[str], **values: jax.Array) -> None:
+    """Adds per-tensor statistics to the running sums of each of ``groups``."""
+    for g in groups:
+        bucket = sums.setdefault(g, {})
+        for key, value in values.items():
+            bucket[key] = bucket[key] + value if key in bucket else value
+
+
 def _combined_angle(
     members: list[tuple[jax.Array, jax.Array, jax.Array]], sq_old: jax.Array, sq_new: jax.Array
 ) -> jax.Array:
-    """Angle of the concatenation of several neurons' old and new weights (see update_metrics)."""
+    """Angle of the concatenation of several neurons' old and new weights (see norm_and_angle_metrics)."""
     big_a, big_b = jnp.sqrt(sq_old), jnp.sqrt(sq_new)
     safe_a, safe_b = jnp.where(big_a > 0, big_a, 1.0), jnp.where(big_b > 0, big_b, 1.0)
     diff_sq, sum_sq = 0.0, 0.0
@@ -364,6 +529,18 @@ def _f32(x: jax.Array) -> jax.Array:
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
+def _float32(metrics: dict[str, Any]) -> dict[str, jax.Array]:
+    return {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+
+
+def _flat(tree: Any) -> dict[str, Any]:
+    """A parameter tree as ``{path: leaf}``; a dict that already is one (no dict values) is kept,
+    in its order."""
+    if isinstance(tree, dict) and not any(isinstance(v, dict) for v in tree.values()):
+        return dict(tree)
+    return dict(_flatten(tree))
+
+
 def _flatten(tree: Any) -> list[tuple[str, Any]]:
     """``[("blocks/0/attn/qkv/kernel", leaf), ...]``; ``optax.MaskedNode`` leaves are dropped."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, optax.MaskedNode))
@@ -385,35 +562,14 @@ def _groups(path: str) -> list[str]:
     return [GLOBAL]
 
 
-def metric_kind(name: str) -> tuple[str, str]:
-    """Splits ``"angle/blocks.3.mlp.fc.kernel"`` into ``("angle", "blocks.3.mlp.fc.kernel")``."""
-    metric, _, target = name.partition("/")
-    return metric, target
-
-
-def layer_group(target: str) -> str | None:
-    """The layer kind of a per-tensor or per-layer target, with the layer index removed.
-
-    ``"blocks.3.mlp.fc.kernel"`` -> ``"mlp.fc"``, ``"blocks.3.attn.qkv"`` -> ``"attn.qkv"``,
-    ``"wte.embedding"`` -> ``"wte"``; groups (``blocks.3``, ``global``) give None.
-    """
-    parts = target.split(".")
-    if parts[-1] in ("kernel", "embedding", "bias", "scale"):
-        parts = parts[:-1]
-    elif target == GLOBAL or (len(parts) == 2 and parts[1].isdigit()):
-        return None
-    kept = [p for p in parts if not p.isdigit()]
-    if kept and len(kept) < len(parts):
-        kept = kept[1:]  # drop the container name ("blocks") with its index
-    return ".".join(kept) if kept else None
-
-
 __all__ = [
     "find_first_moment",
-    "layer_group",
-    "metric_kind",
     "metrics_due",
+    "momentum_metrics",
+    "norm_and_angle_metrics",
     "relative_representation_change",
+    "rrc_metrics",
+    "snr_metrics",
     "split_stacked",
     "stack_prefix",
     "sq_norms",
