@@ -14,14 +14,15 @@ class ModelConfig:
     """GPT-2 shape and numerics.
 
     The defaults are GPT-2 124M as nanoGPT trains it (the paper's model): no biases, exact GELU,
-    Pre-LN, vocabulary padded to a multiple of 64 (50257 -> 50304).
+    Pre-LN, vocabulary padded to a multiple of 64 (50257 -> 50304). The padding ids exist only in the
+    embedding table and the logits' shape: the model masks their logits (see ``warmup_jax.model.gpt``).
     """
 
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
     block_size: int = 1024  # size of the learned position table = longest context
-    vocab_size: int = 0  # 0: taken from the tokenizer at run time
+    vocab_size: int = 0  # 0: taken from the tokenizer at run time; ids >= vocab_size get masked logits
     vocab_multiple: int = 64  # the embedding is padded to a multiple of this (GPU-friendly)
     use_bias: bool = False
     dropout: float = 0.0

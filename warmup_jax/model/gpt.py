@@ -16,6 +16,11 @@ scale 1. Dense kernels are ``(in, out)`` (a neuron is a column), embeddings ``(v
 Parameters live in float32 (``param_dtype``); activations and matmuls run in ``compute_dtype``;
 LayerNorm statistics and the logits are computed in float32.
 
+The token embedding has ``cfg.padded_vocab_size()`` rows (a multiple of ``vocab_multiple``), so the
+logits have that many columns too; the columns of the padding ids (``>= cfg.vocab_size``) are set to
+:data:`PADDED_LOGIT`, so they get no probability (exactly 0 in float32) and no gradient, in the loss,
+in evaluation and in anything sampled from the logits.
+
 With ``scan_layers=True`` the blocks are one module whose parameters carry a leading layer axis
 (``params["blocks"]["mlp"]["fc"]["kernel"]`` is ``(n_layer, in, out)``), run with ``lax.scan``, so
 compile time does not grow with depth. The blocks are built one by one from the same random stream
@@ -36,6 +41,10 @@ from flax import nnx
 from warmup_jax.model.config import ModelConfig
 
 Params = dict[str, Any]
+
+# The logit of every padding id. Finite, unlike -inf, so that no ``inf - inf`` or ``0 * inf`` (NaN) can
+# appear in a loss, a metric or a gradient; low enough that exp(PADDED_LOGIT - max logit) is exactly 0.
+PADDED_LOGIT = -1e9
 
 
 def _dtype(name: str) -> jnp.dtype:
@@ -153,7 +162,10 @@ class Block(nnx.Module):
 
 
 class GPT(nnx.Module):
-    """GPT-2 language model. ``model(tokens_BxT) -> logits_BxTxV`` (float32)."""
+    """GPT-2 language model. ``model(tokens_BxT) -> logits_BxTxV`` (float32).
+
+    ``V`` is the padded vocabulary; the logits of ids ``>= cfg.vocab_size`` are :data:`PADDED_LOGIT`.
+    """
 
     capture_tokens: int = 0  # > 0 only inside forward_capturing_dense: record the head's inputs
 
@@ -226,7 +238,7 @@ class GPT(nnx.Module):
             preferred_element_type=jnp.float32,
         )
         chex.assert_shape(logits_BxTxV, (b, t, self.cfg.padded_vocab_size()))
-        return logits_BxTxV, captured
+        return mask_padded_logits(logits_BxTxV, self.cfg.vocab_size), captured
 
     def _scan_blocks(
         self, x_BxTxD: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None
@@ -248,6 +260,23 @@ class GPT(nnx.Module):
             return y, _stringify_keys(nnx.to_pure_dict(sown))
 
         return jax.lax.scan(layer, x_BxTxD, (stacked_state, keys))
+
+
+def mask_padded_logits(logits_BxTxV: jax.Array, vocab_size: int) -> jax.Array:
+    """Sets the logits of the padding ids (``>= vocab_size``) to :data:`PADDED_LOGIT`.
+
+    Args:
+      logits_BxTxV: logits over the padded vocabulary (last axis).
+      vocab_size: the number of real ids; ids ``0 .. vocab_size - 1`` keep their logits.
+
+    Returns:
+      The logits, same shape and dtype; unchanged when there is no padding.
+    """
+    padded = logits_BxTxV.shape[-1]
+    if vocab_size >= padded:
+        return logits_BxTxV
+    is_real_V = jnp.arange(padded) < vocab_size
+    return jnp.where(is_real_V, logits_BxTxV, jnp.asarray(PADDED_LOGIT, logits_BxTxV.dtype))
 
 
 def _stack_modules(modules: list[nnx.Module]) -> nnx.Module:
@@ -364,7 +393,11 @@ def count_params(params: Params, *, exclude_positions: bool = False) -> int:
 
 
 def cross_entropy_loss(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
-    """Mean next-token cross-entropy in float32."""
+    """Mean next-token cross-entropy in float32.
+
+    With the model's logits the padding ids, masked to :data:`PADDED_LOGIT`, take no probability: the
+    loss is that over the ``cfg.vocab_size`` real ids.
+    """
     chex.assert_rank(logits_BxTxV, 3)
     chex.assert_equal_shape_prefix((logits_BxTxV, targets_BxT), 2)
     logits = logits_BxTxV.astype(jnp.float32)
