@@ -5,14 +5,34 @@ import pytest
 from warmup_jax.config import ConfigError, apply_overrides, list_configs, load_config
 
 
+def _launch_command(doc: str) -> list[str]:
+    """The ``warmup-jax ...`` command of a config docstring's ``Launch:`` line, as argv."""
+    line = next(line for line in doc.splitlines() if line.startswith("Launch:"))
+    command = line.removeprefix("Launch:").split("(")[0].split()
+    assert command[0] == "warmup-jax", line
+    return command[1:]
+
+
 @pytest.mark.parametrize("name", list_configs())
-def test_every_named_config_loads_validates_and_documents_its_launch(name):
+def test_every_named_config_validates_and_its_launch_command_builds_it(name):
     import importlib
+
+    from warmup_jax import cli
 
     config = load_config(name)
     config.validate()
     doc = importlib.import_module(f"warmup_jax.configs.{name}").__doc__
-    assert "Launch:" in doc and "Expected:" in doc
+    assert "Expected:" in doc, f"configs/{name}.py states no expected run time"
+    args = cli.build_parser().parse_args(_launch_command(doc))
+    assert args.command == "train"
+    launched = load_config(args.config, args.overrides)
+    launched.validate()
+    # The documented command runs this config, changed only where its --set says so.
+    assert launched.name == config.name
+    changed = {o.split("=")[0].split(".")[0] for o in args.overrides}
+    for section in ("model", "data", "optim", "train", "metrics"):
+        if section not in changed:
+            assert getattr(launched, section) == getattr(config, section), section
 
 
 def test_overrides_parse_to_field_types():

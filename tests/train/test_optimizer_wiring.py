@@ -99,6 +99,7 @@ def test_gi_adam_trains_and_differs_from_adamw(tiny_overrides, tmp_path):
         _config(tiny_overrides, "optim.name=adamw", f"train.out_dir={tmp_path / 'adamw'}"), quiet=True
     ).run()
     assert all(np.isfinite(v) for v in gi.train_losses.values())
+    assert gi.train_losses[max(gi.train_losses)] < gi.train_losses[1]  # it learns
     assert gi.train_losses[1] == adamw.train_losses[1]  # same initial parameters and first batch
     assert gi.train_losses[2] != adamw.train_losses[2]  # a different first update
 
@@ -108,11 +109,41 @@ def test_lion_ar_rrc_needs_gradient_accumulation(tiny_overrides):
         Trainer(_config(tiny_overrides, "optim.name=lion_ar_rrc", "train.grad_accum_steps=1"), quiet=True)
 
 
-def test_lion_ar_rrc_trains_with_gradient_accumulation(tiny_overrides):
-    result = Trainer(
-        _config(tiny_overrides, "optim.name=lion_ar_rrc", "train.grad_accum_steps=2", "train.batch_size=16"), quiet=True
-    ).run()
-    assert all(np.isfinite(v) for v in result.train_losses.values())
+def _rotational_moves(trainer: Trainer, start) -> dict[str, float]:
+    """Norm of the parameter change of every Dense kernel since ``start``."""
+    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(trainer.state.params))[0]
+    flat0 = dict(jax.tree_util.tree_flatten_with_path(start)[0])
+    return {
+        jax.tree_util.keystr(path): float(np.linalg.norm(np.asarray(leaf) - np.asarray(flat0[path])))
+        for path, leaf in flat
+        if jax.tree_util.keystr(path).endswith("['kernel']")
+    }
+
+
+def test_lion_ar_rrc_trains_with_gradient_accumulation_and_its_factor_acts(tiny_overrides, tmp_path):
+    from warmup_jax.optim.snr import SNRState
+
+    overrides = ("train.grad_accum_steps=2", "train.batch_size=16", "train.steps=6", "train.checkpoint_interval=0")
+    runs = {}
+    for name in ("lion_ar_rrc", "lion_ar"):
+        trainer = Trainer(
+            _config(tiny_overrides, f"optim.name={name}", *overrides, f"train.out_dir={tmp_path / name}"), quiet=True
+        )
+        start = jax.device_get(trainer.state.params)
+        result = trainer.run()
+        assert all(np.isfinite(v) for v in result.train_losses.values())
+        runs[name] = (trainer, _rotational_moves(trainer, start))
+    trainer, moves_rrc = runs["lion_ar_rrc"]
+    # The SNR estimate was updated on every step (K = 2 micro-batches each) ...
+    snr_states = [x for x in jax.tree.leaves(trainer.state.opt_state, is_leaf=lambda x: isinstance(x, SNRState))
+                  if isinstance(x, SNRState)]  # fmt: skip
+    assert len(snr_states) == 1 and int(snr_states[0].count) == 6
+    assert all(float(v) > 0 for v in jax.tree.leaves(snr_states[0].noise))
+    # ... and the factor f = 1/sqrt(1 + B phi) <= 1 shortened the rotations of every kernel.
+    moves_plain = runs["lion_ar"][1]
+    assert moves_rrc.keys() == moves_plain.keys() and moves_rrc
+    for path in moves_rrc:
+        assert moves_rrc[path] < moves_plain[path], path
 
 
 @pytest.mark.parametrize("name", ["lion_ar", "adamw"])
