@@ -88,37 +88,13 @@ def sgdm_equilibrium_angle(
     return jnp.sqrt(2.0 * lr * wd / (1.0 + jnp.asarray(momentum, jnp.float32)))
 
 
-# Block length of the two-stage reduction over a single non-minor axis (see _neuron_sums).
-_BLOCK = 8
-# Longest neuron summed by one sequential (variadic) reduction.
-_MAX_SEQUENTIAL = 1 << 16
-
-
 def _neuron_sums(terms: tuple[jax.Array, ...], axes: tuple[int, ...]) -> list[jax.Array]:
-    """Per-neuron sums of several same-shaped arrays in one pass (reduced axes kept as size 1).
+    """Per-neuron sums of several same-shaped arrays (reduced axes kept with size 1).
 
-    One variadic ``lax.reduce`` computes every sum, so XLA emits a single multi-output reduction
-    that reads the inputs once and fuses their producers. A reduction over one non-minor axis
-    (the fan-in of a Dense kernel) first sums blocks of ``_BLOCK`` consecutive rows: XLA:CPU
-    emits a reduction as one sequential sum per output element, and short chains over contiguous
-    outputs run several times faster than one strided chain over the whole axis; the partial
-    sums (``1/_BLOCK`` of the size) are then summed by ordinary reductions.
+    Plain reductions: XLA fuses sibling reductions of the same inputs on accelerators, and on a CPU
+    the whole train step measured the same with a single multi-output or a blocked reduction.
     """
-    shape = terms[0].shape
-    ndim = len(shape)
-    zeros = tuple(jnp.zeros([], t.dtype) for t in terms)
-    add = lambda xs, ys: tuple(x + y for x, y in zip(xs, ys))  # noqa: E731
-    if len(axes) == 1 and axes[0] < ndim - 1 and shape[axes[0]] % _BLOCK == 0 and shape[axes[0]] >= 2 * _BLOCK:
-        ax = axes[0]
-        blocked = shape[:ax] + (shape[ax] // _BLOCK, _BLOCK) + shape[ax + 1 :]
-        partial = jax.lax.reduce(tuple(t.reshape(blocked) for t in terms), zeros, add, (ax + 1,))
-        return [jnp.sum(p, axis=ax, keepdims=True) for p in partial]
-    if math.prod(shape[ax] for ax in axes) > _MAX_SEQUENTIAL:
-        # Very long neurons (e.g. dimension_numbers="tensor"): XLA's separate reductions sum
-        # pairwise-accurately; a sequential float32 sum would lose precision.
-        return [jnp.sum(t, axis=axes, keepdims=True) for t in terms]
-    sums = jax.lax.reduce(terms, zeros, add, axes)
-    return [jnp.expand_dims(x, axes) for x in sums]
+    return [jnp.sum(t, axis=axes, keepdims=True) for t in terms]
 
 
 def _rotate(
@@ -143,9 +119,8 @@ def _rotate(
         return jnp.zeros_like(w), q
     n = math.prod(w.shape[ax] for ax in axes)
 
-    # All per-neuron sums come from ONE pass over (u, w): a single variadic reduction, into which
-    # XLA fuses the producer of u (e.g. the sign of the Lion momentum), so no temporary the size of
-    # the parameters is written. The updated neuron is then an affine combination of w and u.
+    # All per-neuron quantities come from five sums over (u, w); the updated neuron is then an affine
+    # combination of w and u, so no other temporary the size of the parameters is needed.
     # With u~ = u - mean(u) (if zero_mean) and u_perp = u~ - rho w, rho = <u~, w>/|w|^2, we have
     # |u_perp|^2 = |u~|^2 - rho <u~, w> and, as u_perp is orthogonal to w,
     # |w - a u_perp|^2 = |w|^2 + a^2 |u_perp|^2.
@@ -235,8 +210,8 @@ def scale_by_rotational(
     :func:`warmup_jax.optim.center_rotational_params` to the parameters once before ``init``.
     Neurons with zero norm, and neurons whose update has almost no tangential part
     (:math:`\|u_k^\perp\| \le 0.01 \|u_k\|`, e.g. a constant sign vector with ``zero_mean``), are
-    left unchanged. All per-neuron sums are taken in one pass over :math:`(u, w)`; the new neuron is
-    then an affine combination of :math:`w` and :math:`u`.
+    left unchanged. The new neuron is an affine combination of :math:`w` and :math:`u` with
+    coefficients from five per-neuron sums.
 
     Args:
         inner: direction transform without learning rate or weight decay (e.g.
