@@ -9,6 +9,8 @@ orbax.
 from __future__ import annotations
 
 import dataclasses
+import gc
+import logging
 import os
 from typing import Any
 
@@ -32,6 +34,22 @@ _MUST_MATCH = (
     "train.seed",
     "data.seed",
 )
+
+
+def _discard_failed_reads() -> None:
+    """Frees the reads of a failed restore now, without asyncio's report of each one.
+
+    Orbax reads the arrays of a checkpoint as concurrent asyncio tasks; when one fails, the others'
+    errors are never retrieved, and asyncio logs a full traceback for every such task whenever the
+    garbage collector happens to free it (thousands of lines, at an unrelated later moment). The
+    error that matters has already been turned into a CheckpointError.
+    """
+    logger = logging.getLogger("asyncio")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        gc.collect()
+    finally:
+        logger.disabled = disabled
 
 
 def _lookup(d: dict, dotted: str) -> Any:
@@ -90,14 +108,16 @@ class Checkpointer:
 
     def _restore_item(self, step: int, item: str, args: Any) -> Any:
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(**{item: args}))
+            return self._manager.restore(step, args=ocp.args.Composite(**{item: args}))[item]
         except Exception as e:  # orbax raises many types for unreadable files
-            raise CheckpointError(
-                f"checkpoint {self._step_dir(step)} ({item}) cannot be read: {type(e).__name__}: {e}. "
-                "It is corrupt or was written by an incompatible run; delete it to fall back to an older "
-                "step, or choose another train.out_dir"
-            ) from e
-        return restored[item]
+            reason = f"{type(e).__name__}: {e}"
+        # Outside the except block, so that nothing references the failed read any more.
+        _discard_failed_reads()
+        raise CheckpointError(
+            f"checkpoint {self._step_dir(step)} ({item}) cannot be read: {reason}. "
+            "It is corrupt or was written by an incompatible run; delete it to fall back to an older "
+            "step, or choose another train.out_dir"
+        )
 
     def close(self) -> None:
         self._manager.close()
