@@ -1,4 +1,5 @@
-"""The training loop: sharding equivalence, bit-exact resume, SIGTERM, the CLI smoke run."""
+"""The train step (clipping once, update metrics named up front) and the training loop: sharding
+equivalence, bit-exact resume, SIGTERM, the CLI smoke run."""
 
 import json
 import os
@@ -7,13 +8,109 @@ import signal
 import jax
 import numpy as np
 import optax
+import pytest
 
-from warmup_jax.config import load_config
+from warmup_jax.config import MetricsConfig, OptimConfig, load_config
+from warmup_jax.metrics import update as update_lib
 from warmup_jax.model import gpt
 from warmup_jax.model.config import ModelConfig
+from warmup_jax.optim.snr import MicroBatchStats, global_norm_clip_factor, rescale_micro_batch_stats
 from warmup_jax.train import mesh as mesh_lib
-from warmup_jax.train.step import init_train_state, make_train_step
+from warmup_jax.train.optimizer import build_optimizer
+from warmup_jax.train.step import init_train_state, make_loss_fn, make_train_step, pack_update_metrics
 from warmup_jax.train.trainer import Trainer
+
+SMALL = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=32)
+CLIP = 0.3  # below the gradient norms of SMALL's first steps, so that clipping acts
+
+
+def _batches(n, key=1):
+    return [jax.random.randint(k, (2, 4, 9), 0, 32) for k in jax.random.split(jax.random.key(key), n)]
+
+
+def _mean_gradient_and_stats(loss_fn, params, tokens_KxbxT1):
+    """The mean gradient over the K micro-batches, and their per-tensor squared-norm sums."""
+    grads = [jax.grad(loss_fn)(params, tokens, None) for tokens in tokens_KxbxT1]
+    mean = jax.tree.map(lambda *g: sum(g) / len(g), *grads)
+    sq = [update_lib.sq_norms(g) for g in grads]
+    stats = MicroBatchStats({p: sum(s[p] for s in sq) for p in sq[0]}, len(grads), tokens_KxbxT1.shape[1])
+    return mean, stats
+
+
+@pytest.mark.parametrize("name", ["adamw", "lion_ar_rrc"])
+def test_step_clips_once_as_a_clipping_chain_did(name):
+    """The step clips the gradient itself (the optimizer gets an unclipped tx); the trajectory is the
+    one of the former set-up, optax.chain(clip_by_global_norm, tx) with the micro-batch statistics
+    rescaled by the clip factor (built here explicitly)."""
+    model_def, params = gpt.init_params(SMALL, 0)
+    tx = build_optimizer(OptimConfig(name=name, lr=3e-3, grad_clip=0.0), 3e-3)
+    chained = optax.chain(optax.clip_by_global_norm(CLIP), tx)
+    loss_fn = make_loss_fn(model_def, 0.0)
+
+    @jax.jit
+    def reference_step(params, opt_state, tokens_KxbxT1):
+        mean, stats = _mean_gradient_and_stats(loss_fn, params, tokens_KxbxT1)
+        stats = rescale_micro_batch_stats(stats, global_norm_clip_factor(mean, CLIP))
+        updates, opt_state = chained.update(mean, opt_state, params, micro_batch_stats=stats)
+        return optax.apply_updates(params, updates), opt_state, optax.tree.norm(mean)
+
+    step = jax.jit(make_train_step(model_def, tx, grad_clip=CLIP))
+    state = init_train_state(params, tx, 0)
+    ref_params, ref_opt_state = params, chained.init(params)
+    for tokens in _batches(5):
+        ref_params, ref_opt_state, ref_norm = reference_step(ref_params, ref_opt_state, tokens)
+        state, out = step(state, tokens)
+        np.testing.assert_allclose(out["grad_norm"], ref_norm, rtol=1e-5)  # the norm before clipping
+        assert float(ref_norm) > CLIP
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), state.params, ref_params)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), state.opt_state, ref_opt_state[1]
+        )
+
+
+def test_update_metrics_are_named_up_front_and_see_the_clipped_gradient():
+    """``metrics["update_metrics"]`` is a dict (zeros when not due); pack_update_metrics names the
+    packed vector from jax.eval_shape, without a name list filled while tracing. The metrics get the
+    clipped gradient: every value is the one of the unclipped gradient with ``grad_clip`` (the
+    former call) except the SNR's signal and noise, which describe the clipped gradients (x c^2)."""
+    model_def, params = gpt.init_params(SMALL, 0)
+    tx = optax.adamw(3e-3)
+    step = make_train_step(
+        model_def, tx, metrics=MetricsConfig(interval=2, dense_until_step=0, rrc_tokens=0), grad_clip=CLIP
+    )
+    assert not hasattr(step, "metric_names")
+    packed_step, metric_names = pack_update_metrics(step)
+    state = init_train_state(params, tx, 0)
+    batches = _batches(2)
+    names = metric_names(state, batches[0])
+    assert len(names) > 50 and list(names) == sorted(names) and "snr/global" in names
+
+    _, abstract_out = jax.eval_shape(step, state, batches[0])
+    assert isinstance(abstract_out["update_metrics"], dict) and sorted(abstract_out["update_metrics"]) == list(names)
+
+    packed_step = jax.jit(packed_step)
+    state1, out1 = packed_step(state, batches[0])
+    assert out1["update_metrics"].shape == (len(names),)
+    assert not np.any(out1["update_metrics"])  # step 1: not due, zeros
+    state2, out2 = packed_step(state1, batches[1])
+    values = dict(zip(names, np.asarray(out2["update_metrics"]).tolist()))
+
+    mean, stats = _mean_gradient_and_stats(make_loss_fn(model_def, 0.0), state1.params, batches[1])
+    expected = update_lib.update_metrics(
+        state1.params,
+        state2.params,
+        grads=mean,
+        micro_batch_stats=stats,
+        first_moment=update_lib.find_first_moment(state1.opt_state, state1.params),
+        momentum_beta=0.9,
+        grad_clip=CLIP,
+    )
+    assert sorted(expected) == list(names)
+    c2 = float(global_norm_clip_factor(mean, CLIP)) ** 2
+    assert c2 < 1
+    for name in names:
+        scale = c2 if name in ("snr_noise/global", "snr_signal/global") else 1.0
+        np.testing.assert_allclose(values[name], scale * float(expected[name]), rtol=2e-4, atol=1e-7, err_msg=name)
 
 
 def test_sharded_step_equals_single_device_step():

@@ -1,4 +1,4 @@
-"""The compiled train and eval steps.
+r"""The compiled train and eval steps.
 
 ``train_step(state, tokens_KxbxT1) -> (state, metrics)``: gradient accumulation over the K
 micro-batches with ``lax.scan``; besides the summed gradient it accumulates, per tensor, the sum
@@ -6,18 +6,26 @@ of squared norms of the micro-batch gradients, which the SNR estimator needs
 (:class:`warmup_jax.optim.snr.MicroBatchStats`). Optimizers that accept optax extra arguments
 receive those statistics as ``micro_batch_stats``.
 
+Gradient clipping happens here, once: with ``grad_clip > 0`` the mean gradient :math:`g` is
+scaled by :math:`c = \min(1, \text{clip} / \|g\|)` (as ``optax.clip_by_global_norm`` does), the
+micro-batch statistics by the same factor, and the optimizer and the update metrics both receive
+the clipped gradient. The optimizer ``tx`` must therefore not clip again.
+
 With ``metrics`` (a :class:`warmup_jax.config.MetricsConfig` that is enabled) the step also
 computes the per-layer update metrics of :mod:`warmup_jax.metrics.update` under ``lax.cond`` on
 a predicate of ``state.step``, so one compiled step serves steps with and without metrics. They
-are returned packed in one float32 vector, ``metrics["update_metrics"]`` (zeros on other steps),
-whose names ``train_step.metric_names`` lists (filled when the step is traced). The forward pass
-then records a token subsample of every Dense layer's inputs and outputs for the RRC; the
-trajectory is unchanged.
+are returned as ``metrics["update_metrics"]``, a ``{name: float32 scalar}`` dict with the same
+names on every step (zeros on the steps that are not due). The forward pass then records a token
+subsample of every Dense layer's inputs and outputs for the RRC; the trajectory is unchanged.
+:func:`pack_update_metrics` turns that dict into one vector, so that the host copies it in one
+transfer (hundreds of scalars one by one cost tens of milliseconds) and the step returns one array
+instead of hundreds, and gives the names of its entries.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -27,7 +35,7 @@ from flax import nnx
 
 from warmup_jax.metrics import update as update_lib
 from warmup_jax.model.gpt import ModelDef, cross_entropy_loss, forward_capturing_dense
-from warmup_jax.optim.snr import MicroBatchStats, global_norm_clip_factor, rescale_micro_batch_stats
+from warmup_jax.optim.snr import MicroBatchStats, rescale_micro_batch_stats
 
 
 class TrainState(NamedTuple):
@@ -59,6 +67,18 @@ def make_loss_fn(model_def: ModelDef, dropout: float, *, capture_tokens: int = 0
     return loss_fn
 
 
+def clip_by_global_norm(grads: Any, max_norm: float, *, norm: jax.Array | None = None) -> tuple[Any, jax.Array]:
+    """``(clipped gradient, c)`` with ``c = min(1, max_norm / ||g||)``: the values of
+    ``optax.clip_by_global_norm(max_norm)`` (the same operations). ``max_norm <= 0``: no clipping,
+    ``c = 1``. ``norm``: ``||g||`` when already computed."""
+    if max_norm <= 0:
+        return grads, jnp.ones((), jnp.float32)
+    norm = optax.tree.norm(grads) if norm is None else norm
+    keep = norm < max_norm
+    clipped = jax.tree.map(lambda t: jax.lax.select(keep, t, (t / norm.astype(t.dtype)) * max_norm), grads)
+    return clipped, jnp.where(keep, 1.0, max_norm / norm).astype(jnp.float32)
+
+
 def make_train_step(
     model_def: ModelDef,
     tx: optax.GradientTransformation,
@@ -68,27 +88,16 @@ def make_train_step(
     grad_clip: float = 0.0,
 ):
     """The train step. ``metrics``: a ``MetricsConfig`` (see the module docstring); ``grad_clip``: the
-    global-norm clip at the head of ``tx`` (see ``build_optimizer``), which the micro-batch statistics
-    passed to ``tx`` and the momentum cancellation ratio account for."""
+    global-norm clip the step applies to the mean gradient before ``tx`` (0: none); ``tx`` must not clip."""
     if metrics is not None and not metrics.enabled:
         metrics = None
     passes_stats = isinstance(tx, optax.GradientTransformationExtraArgs)
 
-    def train_step(state: TrainState, tokens_KxbxT1: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    def train_step(state: TrainState, tokens_KxbxT1: jax.Array) -> tuple[TrainState, dict[str, Any]]:
         num_micro, micro_size = tokens_KxbxT1.shape[:2]
         key, step_key = jax.random.split(jax.random.wrap_key_data(state.rng))
         capture = -(-metrics.rrc_tokens // num_micro) if metrics is not None else 0
         grad_fn = jax.value_and_grad(make_loss_fn(model_def, dropout, capture_tokens=capture), has_aux=capture > 0)
-        due = (
-            None
-            if metrics is None
-            else update_lib.metrics_due(
-                state.step + 1,
-                interval=metrics.interval,
-                dense_interval=metrics.dense_interval,
-                dense_until_step=metrics.dense_until_step,
-            )
-        )
         # Per-micro-batch squared gradient norms, by parameter path: per tensor, and per layer for
         # stacked blocks (what the metrics report). The optimizer gets per-tensor sums of the same
         # values. Computed unconditionally: XLA drops them when neither the optimizer nor the
@@ -116,46 +125,80 @@ def make_train_step(
             accumulate, init, (tokens_KxbxT1, jnp.arange(num_micro))
         )
         grads = optax.tree.scale(1.0 / num_micro, grad_sum)
+        grad_norm = optax.tree.norm(grads)
+        clipped, clip_factor = clip_by_global_norm(grads, grad_clip, norm=grad_norm)
         extra = {}
         if passes_stats:
             per_tensor = {path: jnp.sum(value) for path, value in sq_norm_sum.items()}
             optimizer_stats = MicroBatchStats(per_tensor, num_micro, micro_size)
             if grad_clip > 0:
-                # The optimizer's chain clips the mean gradient it receives; scale the micro-batch
-                # gradients alike so that both norms of the SNR estimator describe the same gradients.
-                optimizer_stats = rescale_micro_batch_stats(optimizer_stats, global_norm_clip_factor(grads, grad_clip))
+                # The micro-batch gradients scaled like their mean, so that both norms of the SNR
+                # estimator describe the same (clipped) gradients.
+                optimizer_stats = rescale_micro_batch_stats(optimizer_stats, clip_factor)
             extra["micro_batch_stats"] = optimizer_stats
-        updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
+        updates, opt_state = tx.update(clipped, state.opt_state, state.params, **extra)
         params = optax.apply_updates(state.params, updates)
         out = {
             "loss": loss_sum / num_micro,
-            "grad_norm": optax.tree.norm(grads),
+            "grad_norm": grad_norm,  # before clipping
             "update_norm": optax.tree.norm(updates),
             "param_norm": optax.tree.norm(params),
         }
         if metrics is not None:
-            stats = MicroBatchStats(sq_norm_sum, num_micro, micro_size)
+            due = update_lib.metrics_due(
+                state.step + 1,
+                interval=metrics.interval,
+                dense_interval=metrics.dense_interval,
+                dense_until_step=metrics.dense_until_step,
+            )
             captured = {
                 layer: _merge_micro_batches(xy, update_lib.stack_prefix(layer, model_def.stacked) is not None)
                 for layer, xy in (captured or {}).items()
             }
             out["update_metrics"] = _gated_update_metrics(
                 metrics,
-                train_step.metric_names,
                 due,
                 state,
                 updates,
                 grad_sum,
-                stats,
+                MicroBatchStats(sq_norm_sum, num_micro, micro_size),
                 captured,
                 grad_clip,
+                grad_norm,
+                clip_factor,
                 model_def.stacked,
             )
         new_state = TrainState(state.step + 1, params, opt_state, jax.random.key_data(key))
         return new_state, out
 
-    train_step.metric_names = []
     return train_step
+
+
+def pack_update_metrics(train_step: Callable) -> tuple[Callable, Callable[..., tuple[str, ...]]]:
+    """``(packed_step, metric_names)`` for a step of :func:`make_train_step`.
+
+    ``packed_step`` is ``train_step`` with ``metrics["update_metrics"]`` stacked into one float32
+    vector, in the order of ``metric_names(state, tokens_KxbxT1)``. That order comes from
+    ``jax.eval_shape`` of the step (arrays or ``jax.ShapeDtypeStruct``; nothing is computed): the
+    names are the keys of the dict the step returns. ``packed_step`` calls the step under its own
+    ``jax.jit``, which reuses that abstract trace when ``packed_step`` is traced with the same
+    shapes, so naming the entries first costs no second trace of the step.
+    """
+    inner = jax.jit(train_step)
+
+    def packed_step(state: TrainState, tokens_KxbxT1: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        new_state, out = inner(state, tokens_KxbxT1)
+        if "update_metrics" in out:
+            out = dict(out)
+            values = out.pop("update_metrics")
+            out["update_metrics"] = jnp.stack([values[name] for name in sorted(values)])
+        return new_state, out
+
+    def metric_names(state: TrainState, tokens_KxbxT1: jax.Array) -> tuple[str, ...]:
+        _, out = jax.eval_shape(inner, state, tokens_KxbxT1)
+        return tuple(sorted(out.get("update_metrics", {})))
+
+    return packed_step, metric_names
 
 
 def _merge_micro_batches(xy: tuple[jax.Array | None, ...], stacked: bool) -> tuple[jax.Array | None, ...]:
@@ -174,7 +217,6 @@ def _merge_micro_batches(xy: tuple[jax.Array | None, ...], stacked: bool) -> tup
 
 def _gated_update_metrics(
     cfg,
-    names: list[str],
     due: jax.Array,
     state: TrainState,
     updates,
@@ -182,22 +224,28 @@ def _gated_update_metrics(
     stats: MicroBatchStats,
     captured,
     grad_clip: float,
+    grad_norm: jax.Array,
+    clip_factor: jax.Array,
     stacked: tuple[str, ...],
-) -> jax.Array:
-    """The update metrics packed in a float32 vector, computed only when due (``lax.cond``).
+) -> dict[str, jax.Array]:
+    """The update metrics, ``{name: float32 scalar}``, computed only when due (``lax.cond``; zeros
+    with the same names otherwise).
 
-    Fills ``names`` (the order of the vector) at trace time. The branch recomputes the new
-    parameters from the old ones and the updates (the same ``apply_updates``, so the same values)
-    instead of taking both parameter sets: then it only reads buffers that the donated state is
-    about to overwrite, and XLA can order it first instead of copying them. It takes the summed
-    gradient (the accumulation's own output buffer) rather than the mean, which the optimizer's
-    fused pass never writes out.
+    The branch recomputes the new parameters from the old ones and the updates (the same
+    ``apply_updates``, so the same values) instead of taking both parameter sets: then it only reads
+    buffers that the donated state is about to overwrite, and XLA can order it first instead of
+    copying them. It takes the summed gradient (the accumulation's own output buffer) and clips its
+    mean like the step did (from the same norm), rather than taking the clipped mean, which the
+    optimizer's fused pass never writes out.
     """
     beta = 0.9 if cfg.momentum_beta is None else cfg.momentum_beta
 
-    def values(old, upd, g_sum, sum_sq_norms, first_moment, c) -> dict[str, jax.Array]:
-        micro_stats = stats._replace(sum_sq_norms=sum_sq_norms)  # K and b stay static ints
+    def values(old, upd, g_sum, sum_sq_norms, first_moment, c, norm, factor) -> dict[str, jax.Array]:
         grads = optax.tree.scale(1.0 / stats.num_micro_batches, g_sum)
+        grads, _ = clip_by_global_norm(grads, grad_clip, norm=norm)
+        micro_stats = stats._replace(sum_sq_norms=sum_sq_norms)  # K and b stay static ints
+        if grad_clip > 0:
+            micro_stats = rescale_micro_batch_stats(micro_stats, factor)
         return update_lib.update_metrics(
             old,
             optax.apply_updates(old, upd),
@@ -205,7 +253,6 @@ def _gated_update_metrics(
             micro_batch_stats=micro_stats,
             first_moment=first_moment,
             momentum_beta=beta,
-            grad_clip=grad_clip,
             captured=c,
             stacked=stacked,
         )
@@ -217,12 +264,14 @@ def _gated_update_metrics(
         stats.sum_sq_norms,
         update_lib.find_first_moment(state.opt_state, state.params),
         captured,
+        grad_norm,
+        clip_factor,
     )
-    names[:] = sorted(jax.eval_shape(values, *operands))
+    shapes = jax.eval_shape(values, *operands)
     return jax.lax.cond(
         due,
-        lambda ops: jnp.stack([v for _, v in sorted(values(*ops).items())]),
-        lambda ops: jnp.zeros((len(names),), jnp.float32),
+        lambda ops: values(*ops),
+        lambda ops: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
         operands,
     )
 

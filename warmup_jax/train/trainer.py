@@ -7,6 +7,11 @@ logging. With ``metrics.interval`` (or a dense early phase) the per-layer update
 :mod:`warmup_jax.metrics` are computed inside the step on the due steps and logged with the loss.
 A checkpoint is written every ``train.checkpoint_interval`` steps, at the end, and on
 SIGTERM (then the run stops with exit status 143 from the CLI).
+
+Logged tokens/s and MFU count training steps only (:class:`warmup_jax.model.flops.ThroughputMeter`):
+a step's time runs from the moment the previous step's metrics reached the host to the moment its
+own did; the first step, steps compiled for a new batch shape, evaluations and checkpoint saves
+are left out.
 """
 
 from __future__ import annotations
@@ -19,16 +24,14 @@ import time
 
 import jax
 import numpy as np
-import optax
 
 from warmup_jax import data as data_lib
 from warmup_jax.config import Config, ConfigError
 from warmup_jax.data.loader import SeqLenWarmup, TrainLoader, eval_batches
 from warmup_jax.metrics.update import metrics_due
 from warmup_jax.model import gpt
-from warmup_jax.model.flops import flops_per_token, peak_flops_per_device
-from warmup_jax.optim.gi_adam import gi_adam_init
-from warmup_jax.optim.snr import global_norm_clip_factor
+from warmup_jax.model.flops import ThroughputMeter, flops_per_token, peak_flops_per_device
+from warmup_jax.optim import gi_adam_init
 from warmup_jax.train import mesh as mesh_lib
 from warmup_jax.train.checkpoint import Checkpointer, abstract_like, config_dict
 from warmup_jax.train.logger import MetricLogger, Progress
@@ -41,10 +44,12 @@ from warmup_jax.train.optimizer import (
 )
 from warmup_jax.train.step import (
     TrainState,
+    clip_by_global_norm,
     init_train_state,
     make_eval_step,
     make_mean_gradient,
     make_train_step,
+    pack_update_metrics,
 )
 
 
@@ -55,8 +60,11 @@ class TrainResult:
     train_losses: dict[int, float]  # step (1-based: after that many updates) -> loss of that update
     eval_losses: dict[int, float]
     interrupted: bool = False
+    # Over all measured training steps of this run (see the module docstring); NaN if none was measured.
     tokens_per_second: float = float("nan")
     mfu: float = float("nan")
+    peak_flops_per_device: float = float("nan")
+    peak_flops_source: str = ""
 
 
 class _StopFlag:
@@ -127,7 +135,9 @@ class Trainer:
             tc.steps,
             tokens_per_step=lambda s: tc.batch_size * self.seq_len_at(s),
         )
-        self.tx = build_optimizer(config.optim, self.schedule)
+        # Gradient clipping is the step's (make_train_step clips the mean gradient and rescales the
+        # micro-batch statistics alike): the optimizer itself is built without it.
+        self.tx = build_optimizer(dataclasses.replace(config.optim, grad_clip=0.0), self.schedule)
 
         # Initialise parameters and optimizer state directly in their sharded layout.
         abstract_state = jax.eval_shape(lambda p: init_train_state(p, self.tx, tc.seed), abstract_params)
@@ -143,11 +153,17 @@ class Trainer:
             beta = float(config.optim.hparams.get("b1", 0.9))
             metrics_cfg = dataclasses.replace(metrics_cfg, momentum_beta=beta)
         self.metrics_config = metrics_cfg
-        self._step_fn = make_train_step(
-            self.model_def, self.tx, dropout=config.model.dropout, metrics=metrics_cfg, grad_clip=config.optim.grad_clip
+        step_fn, self._metric_names = pack_update_metrics(
+            make_train_step(
+                self.model_def,
+                self.tx,
+                dropout=config.model.dropout,
+                metrics=metrics_cfg,
+                grad_clip=config.optim.grad_clip,
+            )
         )
         self.train_step = jax.jit(
-            self._step_fn,
+            step_fn,
             in_shardings=(self.state_shardings, self.batch_sharding),
             out_shardings=(self.state_shardings, mesh_lib.replicated(self.mesh)),
             donate_argnums=0,
@@ -201,9 +217,7 @@ class Trainer:
         clip = self.config.optim.grad_clip
 
         def init_opt_state(params, tokens):
-            g0 = mean_gradient(params, tokens)
-            if clip > 0:
-                g0 = optax.tree.scale(global_norm_clip_factor(g0, clip), g0)
+            g0, _ = clip_by_global_norm(mean_gradient(params, tokens), clip)
             return gi_adam_init(self.tx, params, g0)
 
         opt_state = jax.jit(
@@ -258,34 +272,32 @@ class Trainer:
         start_step = int(jax.device_get(self.state.step))
         result = TrainResult(tc.out_dir, start_step, {}, {})
         peak, peak_source = peak_flops_per_device(tc.peak_flops_per_device)
+        result.peak_flops_per_device, result.peak_flops_source = peak, peak_source
         n_matmul = self.num_params - self.config.model.block_size * self.config.model.n_embd
         self.progress.message(
             f"model: {self.num_params / 1e6:.2f}M parameters; {jax.device_count()} device(s), mesh "
-            f"{dict(self.mesh.shape)}; peak {peak / 1e12:.3g} TFLOP/s per device ({peak_source})"
+            f"{dict(self.mesh.shape)}; MFU against a peak of {peak / 1e12:.3g} TFLOP/s per device ({peak_source})"
         )
-        pending = None  # (step, metrics on device, lr, tokens)
-        window_tokens, window_flops, window_start = 0, 0.0, time.perf_counter()
-
-        def reset_window() -> None:
-            nonlocal window_tokens, window_flops, window_start
-            window_tokens, window_flops, window_start = 0, 0.0, time.perf_counter()
+        self.logger.write(start_step, {"peak_flops_per_device": peak, "peak_flops_source": peak_source})
+        meter = ThroughputMeter(peak * jax.device_count(), clock=time.perf_counter)
+        pending = None  # (step, metrics on device, lr, tokens, seq_len)
+        compiled_shapes = set()
+        metric_names = None  # of the packed update metrics; named before the first step is traced
 
         def flush(item) -> None:
-            nonlocal window_tokens, window_flops, window_start
             step, metrics_device, lr, tokens, seq_len = item
             metrics_device = dict(metrics_device)
             update_values = metrics_device.pop("update_metrics", None)
             if update_values is not None and not self.update_metrics_due(step):
                 update_values = None  # zeros on this step: not even copied
             scalars, update_values = jax.device_get((metrics_device, update_values))
+            meter.step_done(tokens, tokens * flops_per_token(self.config.model, n_matmul, seq_len))
             metrics = {k: float(v) for k, v in scalars.items()}
             metrics["lr"], metrics["seq_len"] = lr, seq_len
             if update_values is not None:
-                metrics.update(zip(self._step_fn.metric_names, np.asarray(update_values).tolist()))
+                metrics.update(zip(metric_names, np.asarray(update_values).tolist()))
                 metrics["batch_size"] = tc.batch_size
             result.train_losses[step] = metrics["loss"]
-            window_tokens += tokens
-            window_flops += tokens * flops_per_token(self.config.model, n_matmul, seq_len)
             if not math.isfinite(metrics["loss"]):
                 self.logger.write(step, metrics)
                 raise FloatingPointError(
@@ -293,21 +305,12 @@ class Trainer:
                     f"{self.checkpointer.directory})"
                 )
             if step % tc.log_interval == 0 or step == tc.steps:
-                elapsed = time.perf_counter() - window_start
-                tokens_per_s = window_tokens / elapsed
-                mfu = window_flops / elapsed / (peak * jax.device_count())
-                metrics.update(tokens_per_s=tokens_per_s, mfu=mfu)
-                result.tokens_per_second, result.mfu = tokens_per_s, mfu
-                self.progress.update(
-                    step,
-                    {
-                        "loss": f"{metrics['loss']:.4f}",
-                        "lr": f"{lr:.2e}",
-                        "tok/s": f"{tokens_per_s:,.0f}",
-                        "MFU": f"{100 * mfu:.1f}%",
-                    },
-                )
-                reset_window()
+                postfix = {"loss": f"{metrics['loss']:.4f}", "lr": f"{lr:.2e}"}
+                window = meter.window()
+                if window is not None:  # None: no measured step since the last log (e.g. only the first step)
+                    metrics.update(tokens_per_s=window.tokens_per_s, mfu=window.mfu)
+                    postfix.update({"tok/s": f"{window.tokens_per_s:,.0f}", "MFU": f"{100 * window.mfu:.1f}%"})
+                self.progress.update(step, postfix)
             self.logger.write(step, metrics)
 
         with _StopFlag() as flag:
@@ -315,26 +318,35 @@ class Trainer:
                 seq_len = self.seq_len_at(step)
                 batch = self._device_batch(next(self.loader))
                 lr = float(self.schedule(step))
+                if metric_names is None and self.metrics_config.enabled:
+                    metric_names = self._metric_names(self.state, batch)
                 self.state, metrics = self.train_step(self.state, batch)
+                if batch.shape not in compiled_shapes:
+                    # Compiled in that call, while the pending step ran: its time is not a step's.
+                    compiled_shapes.add(batch.shape)
+                    meter.skip_next()
                 if pending is not None:
                     flush(pending)
                 pending = (step + 1, metrics, lr, tc.batch_size * seq_len, seq_len)
                 done = step + 1
-                if (tc.eval_interval and done % tc.eval_interval == 0) or done == tc.steps:
+                evaluate = (tc.eval_interval and done % tc.eval_interval == 0) or done == tc.steps
+                save = tc.checkpoint_interval and done % tc.checkpoint_interval == 0
+                stop = flag.stop or done == until_step
+                if evaluate or save or stop:
+                    # Both wait for this step anyway: take its metrics first, so that the pause
+                    # below holds no training time.
                     flush(pending)
                     pending = None
-                    eval_loss = self.evaluate()
+                if evaluate:
+                    with meter.paused():
+                        eval_loss = self.evaluate()
                     result.eval_losses[done] = eval_loss
                     self.logger.write(done, {"eval_loss": eval_loss})
                     self.progress.message(f"step {done}: eval loss {eval_loss:.4f}")
-                    reset_window()  # throughput excludes evaluation
-                if tc.checkpoint_interval and done % tc.checkpoint_interval == 0:
-                    self.save()
-                    reset_window()
-                if flag.stop or done == until_step:
-                    if pending is not None:
-                        flush(pending)
-                        pending = None
+                if save and not stop:
+                    with meter.paused():
+                        self.save()
+                if stop:
                     self.save()
                     reason = "SIGTERM" if flag.stop else f"stopped at step {done}"
                     self.progress.message(f"{reason}: saved a checkpoint in {self.checkpointer.directory}")
@@ -342,6 +354,9 @@ class Trainer:
                     break
             if pending is not None:
                 flush(pending)
+        total = meter.total()
+        if total is not None:
+            result.tokens_per_second, result.mfu = total.tokens_per_s, total.mfu
         result.final_step = int(jax.device_get(self.state.step))
         if not result.interrupted:
             self.save()
