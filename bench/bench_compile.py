@@ -38,7 +38,7 @@ for scan in (False, True):
     tx = build_optimizer(cfg.optim, build_schedule(cfg.optim, cfg.train.steps))
     state = jax.eval_shape(functools.partial(init_train_state, tx=tx, seed=0), params)
     tokens = jax.ShapeDtypeStruct((1, 1, 65), jnp.int32)
-    step = jax.jit(make_train_step(model_def, tx, metrics=cfg.metrics), donate_argnums=0)
+    step = jax.jit(make_train_step(model_def, tx, metrics=cfg.metrics, grad_clip=cfg.optim.grad_clip), donate_argnums=0)
     start = time.perf_counter()
     lowered = step.lower(state, tokens)
     mid = time.perf_counter()

@@ -32,7 +32,7 @@ from warmup_jax.config import MetricsConfig, load_config
 from warmup_jax.metrics.update import metrics_due
 from warmup_jax.model import gpt
 from warmup_jax.train.optimizer import build_optimizer, build_schedule
-from warmup_jax.train.step import init_train_state, make_train_step
+from warmup_jax.train.step import init_train_state, make_train_step, pack_update_metrics
 
 
 def _variants(rrc_tokens: int) -> dict[str, MetricsConfig | None]:
@@ -70,8 +70,10 @@ def main() -> None:
         fn = make_train_step(
             model_def, tx, dropout=model_cfg.dropout, metrics=metrics, grad_clip=config.optim.grad_clip
         )
-        step_fn = jax.jit(fn, donate_argnums=0)
+        packed, names_of = pack_update_metrics(fn)  # the trainer's form: one vector of metrics
+        step_fn = jax.jit(packed, donate_argnums=0)
         state = init_train_state(jax.tree.map(jnp.copy, params), tx, tc.seed)
+        num_names = len(names_of(state, batches[0]))  # before the first call donates the state
         start = time.perf_counter()
         state, out = step_fn(state, batches[0])
         jax.block_until_ready(out)
@@ -83,7 +85,7 @@ def main() -> None:
             times=[],
             cpu_times=[],
             compile_s=time.perf_counter() - start,
-            names=len(fn.metric_names),
+            names=num_names,
         )
 
     def one_step(runner, batch) -> tuple[float, float]:

@@ -124,7 +124,8 @@ class MetricsConfig:
     dense_interval: int = 1  # interval early in training, up to dense_until_step
     dense_until_step: int = 100  # 0: no dense phase
     rrc_tokens: int = 256  # token subsample of the batch for the RRC of Dense layers; 0: no RRC
-    momentum_beta: float | None = None  # beta of the cancellation ratio; None: optim.hparams b1, else 0.9
+    # beta of the cancellation ratio; None: the optimizer's own (b1, or beta**2 with Nesterov momentum)
+    momentum_beta: float | None = None
 
     def validate(self) -> None:
         for name in ("interval", "dense_interval", "dense_until_step", "rrc_tokens"):

@@ -38,10 +38,10 @@ def test_clipping_scales_the_micro_batch_statistics_like_the_mean_gradient():
     tokens = jax.random.randint(jax.random.key(1), (4, 2, 9), 0, 32)  # K = 4 micro-batches of 2
 
     def recorded(clip):
-        tx = optax.chain(optax.clip_by_global_norm(clip), _recorder()) if clip else _recorder()
+        tx = _recorder()  # the step clips; the optimizer sees the clipped gradient and statistics
         step = jax.jit(make_train_step(model_def, tx, grad_clip=clip))
         new_state, metrics = step(init_train_state(params, tx, 0), tokens)
-        mean_sq, sum_sq = new_state.opt_state[-1] if clip else new_state.opt_state
+        mean_sq, sum_sq = new_state.opt_state
         return float(mean_sq), float(sum_sq), float(metrics["grad_norm"])
 
     mean_sq, sum_sq, grad_norm = recorded(0.0)
@@ -176,3 +176,19 @@ def test_scanned_layers_train_like_looped_layers(tiny_overrides, tmp_path, name)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3), moves[True], moves[False])
     for step in (1, 2, 3):
         np.testing.assert_allclose(losses[True][step], losses[False][step], rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "hparams", "expected"),
+    [
+        ("adamw", (), 0.9),
+        ("lion_ar_fast_momentum", (), 0.98**2),  # Nesterov: the old momentum's weight is beta^2
+        ("lion_a_fast_momentum", ("optim.hparams.beta=0.95", "optim.hparams.nesterov=false"), 0.95),
+    ],
+)
+def test_momentum_metrics_take_beta_from_the_optimizer(tiny_overrides, name, hparams, expected):
+    trainer = Trainer(_config(tiny_overrides, f"optim.name={name}", *hparams), quiet=True)
+    try:
+        assert trainer.metrics_config.momentum_beta == pytest.approx(expected, rel=1e-12)
+    finally:
+        trainer.close()

@@ -142,13 +142,15 @@ def update_metrics(
     Args:
         params_old: :math:`w_t`, the parameters before the update.
         params_new: :math:`w_{t+1}`.
-        grads: the mean gradient of the step (before clipping); needed for SNR and momentum metrics.
+        grads: the mean gradient the optimizer received (the trainer passes it clipped, with the
+            micro-batch statistics rescaled alike); needed for SNR and momentum metrics.
         micro_batch_stats: per-tensor sums of squared micro-batch gradient norms; SNR metrics are
             added when given with ``num_micro_batches >= 2``.
         first_moment: :math:`m_{t-1}` by parameter path (:func:`find_first_moment`), or None.
         momentum_beta: :math:`\beta` of the cancellation ratio.
-        grad_clip: the global-norm clip applied before the optimizer (0: none), so the
-            cancellation ratio uses the gradient the momentum actually received.
+        grad_clip: for an unclipped ``grads``, the global-norm clip the optimizer applied to it, so
+            that the cancellation ratio uses the gradient the momentum actually received (0: none;
+            the trainer passes clipped gradients and 0).
         captured: ``{layer path: (x_NxC, y_NxO)}`` from :func:`warmup_jax.model.gpt.forward_capturing_dense`
             (``y`` is None for a tied head, whose kernel is the transposed ``<layer>/embedding``).
         stacked: path prefixes under which tensors are stored stacked, with a leading layer axis
@@ -381,12 +383,13 @@ def momentum_metrics(
     component along it. The cosine is NaN while :math:`m = 0` (step 1), where :math:`\rho = 0`.
 
     Args:
-        grads: the mean gradient :math:`g_t` before clipping, a tree or a flat ``{path: array}``
+        grads: the mean gradient :math:`g_t` (see ``grad_clip``), a tree or a flat ``{path: array}``
             dict (stacked layers split first, :func:`split_stacked`).
         first_moment: :math:`m_{t-1}` by parameter path (:func:`find_first_moment`); tensors
             without one are left out.
         momentum_beta: :math:`\beta`.
-        grad_clip: the clip threshold on :math:`\|g_t\|` (0: no clipping, :math:`c = 1`).
+        grad_clip: the clip threshold on :math:`\|g_t\|` if ``grads`` is unclipped (0: ``grads`` is
+            what the momentum received, :math:`c = 1`).
 
     Returns:
         ``{name: float32 scalar}``, named ``<metric>/<tensor>``, ``<metric>/blocks.<i>`` and

@@ -7,7 +7,7 @@ with :func:`register_optimizer`); ``optim.hparams`` are its keyword hyperparamet
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -34,7 +34,10 @@ def register_optimizer(
 
     def decorate(factory: OptimizerFactory) -> OptimizerFactory:
         return recipes.register(
-            name, factory, needs_micro_batch_stats=needs_micro_batch_stats, needs_initial_gradient=needs_initial_gradient
+            name,
+            factory,
+            needs_micro_batch_stats=needs_micro_batch_stats,
+            needs_initial_gradient=needs_initial_gradient,
         )
 
     return decorate
@@ -119,12 +122,14 @@ def needs_initial_gradient(optim_cfg) -> bool:
 
 
 def build_optimizer(optim_cfg, schedule: optax.ScalarOrSchedule) -> optax.GradientTransformation:
-    """``optim.name`` with ``optim.hparams``, after global-norm clipping at ``optim.grad_clip``."""
+    """``optim.name`` with ``optim.hparams`` and learning rate ``schedule``.
+
+    Clipping at ``optim.grad_clip`` is not part of it: the train step clips the mean gradient once
+    and rescales the micro-batch statistics by the same factor (``make_train_step(grad_clip=...)``).
+    """
     factory = check_optimizer_config(optim_cfg)
     try:
         tx = factory(learning_rate=schedule, **optim_cfg.hparams)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"optim.hparams={optim_cfg.hparams!r} rejected by {optim_cfg.name!r}: {e}") from e
-    if optim_cfg.grad_clip > 0:
-        return optax.chain(optax.clip_by_global_norm(optim_cfg.grad_clip), tx)
     return tx

@@ -40,6 +40,7 @@ from warmup_jax.train.optimizer import (
     build_schedule,
     check_optimizer_config,
     check_optimizer_fits_training,
+    momentum_coefficient,
     needs_initial_gradient,
 )
 from warmup_jax.train.step import (
@@ -110,6 +111,14 @@ class Trainer:
         tc = config.train
         self.is_main = jax.process_index() == 0
         self.checkpointer = Checkpointer(os.path.join(tc.out_dir, "checkpoints"), keep=tc.keep_checkpoints)
+        try:
+            self._set_up(config, quiet)
+        except BaseException:
+            self.checkpointer.close()  # nothing of a run that never started stays open
+            raise
+
+    def _set_up(self, config: Config, quiet: bool) -> None:
+        tc = config.train
         latest = self.checkpointer.latest_step()
         if latest is not None and not tc.resume:
             raise ConfigError(
@@ -136,8 +145,8 @@ class Trainer:
             tokens_per_step=lambda s: tc.batch_size * self.seq_len_at(s),
         )
         # Gradient clipping is the step's (make_train_step clips the mean gradient and rescales the
-        # micro-batch statistics alike): the optimizer itself is built without it.
-        self.tx = build_optimizer(dataclasses.replace(config.optim, grad_clip=0.0), self.schedule)
+        # micro-batch statistics alike): build_optimizer does not clip.
+        self.tx = build_optimizer(config.optim, self.schedule)
 
         # Initialise parameters and optimizer state directly in their sharded layout.
         abstract_state = jax.eval_shape(lambda p: init_train_state(p, self.tx, tc.seed), abstract_params)
@@ -150,8 +159,9 @@ class Trainer:
         self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
         metrics_cfg = config.metrics
         if metrics_cfg.momentum_beta is None:
-            beta = float(config.optim.hparams.get("b1", 0.9))
-            metrics_cfg = dataclasses.replace(metrics_cfg, momentum_beta=beta)
+            # The weight of the old momentum in this optimizer's direction (b1; beta**2 with Nesterov).
+            beta = momentum_coefficient(config.optim)
+            metrics_cfg = dataclasses.replace(metrics_cfg, momentum_beta=0.9 if beta is None else beta)
         self.metrics_config = metrics_cfg
         step_fn, self._metric_names = pack_update_metrics(
             make_train_step(
