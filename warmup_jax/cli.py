@@ -4,9 +4,12 @@
     warmup-jax configs                 # named configs and optimizers
     warmup-jax prepare-data [--config ...] [--set ...]   # corpus + tokenizer only
     warmup-jax plot RUN_DIR [RUN_DIR ...]                # figures of logged runs
+    warmup-jax sweep STUDY.py [--max-cells N] [--only KEY=VALUE ...]   # the cells of a study
+    warmup-jax report STUDY.py|RECORDS.jsonl [--out FILE.md]          # its table and figures
 
 Bad input exits with status 2 and one line naming the field or file; a run stopped by SIGTERM
-saves a checkpoint and exits with 143.
+saves a checkpoint and exits with 143. ``sweep`` exits with 0 when every selected cell has a
+record, 3 when cells are left (``--max-cells``), 130/143 when SIGINT/SIGTERM stopped it.
 
 Help texts and the listing of ``warmup-jax configs`` come partly from docstrings, which are
 written in reStructuredText; :func:`plain_text` turns their markup into plain text for the
@@ -209,6 +212,34 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from warmup_jax.sweep.runner import run_sweep
+    from warmup_jax.sweep.study import load_study
+
+    study = load_study(args.study)
+    try:
+        result = run_sweep(
+            study,
+            max_cells=args.max_cells,
+            only=args.only,
+            retry_failed=args.retry_failed,
+            quiet=not args.verbose,
+            list_only=args.list,
+        )
+    except KeyboardInterrupt:  # a second Ctrl-C
+        print("\ninterrupted; run the same command to resume", file=sys.stderr)
+        return 130
+    return 0 if args.list else result.exit_status
+
+
+def _cmd_report(args) -> int:
+    from warmup_jax.sweep.report import write_report
+
+    for path in write_report(args.source, out=args.out, figures_dir=args.figures):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="warmup-jax",
@@ -248,6 +279,37 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a folder written by `warmup-jax train`")
     plot.add_argument("--out", default=None, help="folder for the PNGs (default: the first run's folder)")
     plot.set_defaults(func=_cmd_plot)
+    sweep = sub.add_parser(
+        "sweep",
+        help="train the cells of a study that have no record yet",
+        description="Train the cells of a study (experiments/<study>.py defining STUDY) one after another, each in "
+        "runs/sweeps/<study>/<cell id>, and append one JSON line per finished cell to the study's records file. "
+        "Recorded cells are skipped, interrupted ones resume from their checkpoint; Ctrl-C or SIGTERM saves a "
+        "checkpoint and stops. Exit status 0: every selected cell has a record; 3: cells are left.",
+    )
+    sweep.add_argument("study", metavar="STUDY.py", help="a study file defining STUDY = Study(...)")
+    sweep.add_argument("--max-cells", type=int, default=None, metavar="N", help="train at most N cells, then stop")
+    sweep.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only the cells with this value, e.g. --only optim.name=adamw (repeatable; a key twice: either value)",
+    )
+    sweep.add_argument("--retry-failed", action="store_true", help="train again the cells recorded as failed")
+    sweep.add_argument("--list", action="store_true", help="list the cells and their status; train nothing")
+    sweep.add_argument("--verbose", action="store_true", help="show the trainer's progress and messages")
+    sweep.set_defaults(func=_cmd_sweep)
+    report = sub.add_parser(
+        "report",
+        help="write the markdown table and figures of a study from its records",
+        description="Regenerate a study's results from its records alone: a markdown table of the final validation "
+        "loss over seeds and PNG figures (loss vs learning rate, update-norm and loss curves).",
+    )
+    report.add_argument("source", metavar="STUDY.py|RECORDS.jsonl", help="a study file or its records file")
+    report.add_argument("--out", default=None, help="the markdown file (default: experiments/RESULTS_<study>.md)")
+    report.add_argument("--figures", default=None, help="folder of the PNGs (default: experiments/figures/<study>)")
+    report.set_defaults(func=_cmd_report)
     return parser
 
 
