@@ -2,6 +2,7 @@
 --max-cells, skipped once recorded), validation before any work, failed and diverged cells recorded,
 and the report's numbers and figures from the records."""
 
+import dataclasses
 import json
 import os
 import re
@@ -204,6 +205,10 @@ def test_failed_and_diverged_cells_are_recorded_and_the_sweep_goes_on(tmp_path, 
     # Failed cells are recorded: skipped unless retried.
     assert run_sweep(study, echo=_Echo()).ran == 0
     assert run_sweep(study, retry_failed=True, echo=_Echo()).ran == 1
+    # Records written with other base overrides are not taken for this study's.
+    changed = dataclasses.replace(study, base=["train.steps=30"])
+    with pytest.raises(ConfigError, match="another name"):
+        run_sweep(changed, echo=_Echo())
 
 
 def test_report_numbers_equal_the_records(swept, tmp_path):

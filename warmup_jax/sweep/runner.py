@@ -202,7 +202,11 @@ def select_cells(cells: Sequence[Cell], only: Sequence[str]) -> list[Cell]:
         )
     ]
     if not selected:
-        raise ConfigError(f"--only {' '.join(only)} selects no cell of the study")
+        present = "; ".join(
+            f"{key}: {', '.join(sorted({format_value(c.values[key]) for c in cells if key in c.values}))}"
+            for key in wanted
+        )
+        raise ConfigError(f"--only {' '.join(only)} selects no cell of the study; values in the cells: {present}")
     return selected
 
 
@@ -318,13 +322,14 @@ def _train_cell(study: Study, cell: Cell, *, quiet: bool) -> dict[str, Any]:
     out_dir = config.train.out_dir
     os.makedirs(out_dir, exist_ok=True)
     settings = {"config": study.config, "overrides": [*study.base, *cell.overrides]}
-    state = _read_cell_state(out_dir)
+    checkpoints = _checkpoint_steps(out_dir)
+    state = _read_cell_state(out_dir) if checkpoints else {}  # without a checkpoint the cell starts afresh
     if state and state.get("settings") != settings:
         raise ConfigError(
-            f"{out_dir} holds a run with other settings ({' '.join(state.get('settings', {}).get('overrides', []))}); "
-            "the study changed since: delete that folder to run the cell again"
+            f"{out_dir} holds checkpoints of a run with other settings "
+            f"({' '.join(state.get('settings', {}).get('overrides', []))}); the study changed since: delete that "
+            "folder to run the cell again"
         )
-    checkpoints = _checkpoint_steps(out_dir)
     resumed_from = list(state.get("resumed_from", []))
     if checkpoints:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, resume=True))
