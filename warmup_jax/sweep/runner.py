@@ -510,11 +510,7 @@ def _is_done(record: dict[str, Any] | None, retry_failed: bool) -> bool:
 
 def _cell_status(study: Study, cell: Cell, record: dict[str, Any] | None) -> str:
     if record is not None:
-        if record["status"] == "ok":
-            return f"ok, loss {record['final_eval_loss']:.4f}"
-        if record["status"] == "diverged":
-            return f"diverged at step {record['final_step']}"
-        return f"failed: {record['error']}"
+        return _outcome(record)
     steps = _checkpoint_steps(study.cell_dir(cell.id))
     return f"to resume from step {steps[-1]}" if steps else "to run"
 
