@@ -22,3 +22,15 @@ def test_data_names_resolve_lazily():
     assert callable(data.prepare_data)
     with pytest.raises(AttributeError, match="no_such_name"):
         data.no_such_name  # noqa: B018
+
+
+def test_every_package_is_installed():
+    """A package missing from pyproject.toml's list works in the editable install but not from a wheel."""
+    import pathlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "warmup_jax").rglob("__init__.py")}
+    assert found - listed == set(), f"packages missing from pyproject.toml: {sorted(found - listed)}"
