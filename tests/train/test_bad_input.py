@@ -56,6 +56,7 @@ def _short(overrides, *extra):
     return load_config("tiny", [*overrides, "train.steps=2", "train.eval_interval=0", *extra])
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_checkpoint_errors(tiny_overrides, tmp_path, capsys, caplog):
     Trainer(_short(tiny_overrides)).run()
     ckpt = tmp_path / "run" / "checkpoints"

@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import logging
 import os
+import sys
 from typing import Any
 
 import jax
@@ -41,14 +42,19 @@ def _discard_failed_reads() -> None:
 
     Orbax reads the arrays of a checkpoint as concurrent asyncio tasks; when one fails, the others'
     errors are never retrieved, and asyncio logs a full traceback for every such task whenever the
-    garbage collector happens to free it (thousands of lines, at an unrelated later moment). The
-    error that matters has already been turned into a CheckpointError.
+    garbage collector happens to free it (thousands of lines, at an unrelated later moment); reads
+    still pending report their closing as an unraisable exception. The error that matters has
+    already been turned into a CheckpointError.
     """
     logger = logging.getLogger("asyncio")
     disabled, logger.disabled = logger.disabled, True
+    # Reads still pending are closed by the collector, and each reports its GeneratorExit as an
+    # "exception ignored" through sys.unraisablehook: the same failure again.
+    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
     try:
         gc.collect()
     finally:
+        sys.unraisablehook = hook
         logger.disabled = disabled
 
 
