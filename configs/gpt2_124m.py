@@ -1,43 +1,26 @@
-"""GPT-2 124M on OpenWebText: the paper's main setup (Kosson et al. 2024, after nanoGPT).
+"""GPT-2 124M on OpenWebText, the paper's setup: AdamW, the paper's baseline (its Figure 1).
 
-12 layers, 12 heads, d=768, context 1024, batch 480 = 12 x 40 micro-batches (~0.49M tokens), 5000
-steps (~2.46B tokens, ~20 tokens per parameter), AdamW (0.9, 0.95), wd 0.1, clip 1.0, trapezoid
-schedule with a 50% linear cooldown to 0, bfloat16 compute. Sweep optim.lr and optim.warmup_steps.
+AdamW (0.9, 0.95), weight decay 0.1, eps 1e-8: the paper's baseline (its Figure 1).
 
-Data: nanoGPT's data/openwebtext/prepare.py output (uint16 train.bin / val.bin, GPT-2 BPE), in
-the folder given by data.path; this repository does not download it.
+The setup (model, 480 x 1024-token batches, 5000 steps, trapezoid schedule with a 50 % cooldown,
+no warmup by default) is shared by every gpt2_124m* config; see warmup_jax.configs._paper.
+Data: nanoGPT-style OpenWebText uint16 train.bin / val.bin in data.path (experiments/README.md,
+"Paper scale", shows how to make them); nothing is downloaded here.
 
-Launch:   warmup-jax train --config gpt2_124m --set data.path=/data/openwebtext --set optim.warmup_steps=250
-Expected: one 8xA100/H100 node, about 1.5-2 GPU-hours per run at 30-40% MFU. On this 2-core CPU
-          one step takes tens of minutes: a smoke test only (--set train.steps=2 --set train.batch_size=1
-          --set train.grad_accum_steps=1).
+Launch:   warmup-jax train --config gpt2_124m --set data.path=/data/openwebtext
+Add --set optim.warmup_steps=250 for a 5 % warmup. On 8 GPUs of one host, add
+--set train.grad_accum_steps=10 (micro-batches of 48). On a TPU v4-32
+(4 hosts; data and out_dir on a filesystem every host mounts at the same path):
+  gcloud compute tpus tpu-vm ssh $TPU --zone=$ZONE --worker=all --command="cd warmup_jax && \\
+      warmup-jax train --config gpt2_124m --distributed --set data.path=/mnt/shared/openwebtext \\
+      --set train.grad_accum_steps=10 --set train.out_dir=/mnt/shared/runs/gpt2_124m"
+Expected: 2.1e18 FLOP: ~1.5 h on one H100/H200, ~12 min on 8, ~20 min on a v4-32 at 40 % MFU
+          (the first log lines print the measured MFU). On a 2-core CPU, a smoke test only:
+          --set train.steps=2 --set train.batch_size=1 --set train.grad_accum_steps=1.
 """
 
-from warmup_jax.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
+from warmup_jax.configs._paper import paper_config
 
 
-def get_config() -> Config:
-    return Config(
-        name="gpt2_124m",
-        model=ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, compute_dtype="bfloat16"),
-        data=DataConfig(source="nanogpt_bin", path="data/openwebtext", tokenizer="gpt2"),
-        optim=OptimConfig(
-            name="adamw",
-            lr=6e-4,
-            warmup_steps=250,
-            cooldown_fraction=0.5,
-            grad_clip=1.0,
-            hparams=dict(b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1),
-        ),
-        train=TrainConfig(
-            steps=5000,
-            batch_size=480,
-            grad_accum_steps=40,
-            seq_len=1024,
-            eval_interval=1000,
-            eval_batches=200,
-            log_interval=10,
-            checkpoint_interval=500,
-            out_dir="runs/gpt2_124m",
-        ),
-    )
+def get_config():
+    return paper_config("adamw")

@@ -194,10 +194,12 @@ def _cmd_configs(args) -> int:
     from warmup_jax.train.optimizer import available_optimizers
 
     print("configs (warmup-jax train --config NAME):")
-    for name in list_configs():
+    names = list_configs()
+    width = max(map(len, names))
+    for name in names:
         config = load_config(name)  # fails loudly if a shipped config is broken
         doc = _first_line(importlib.import_module(f"warmup_jax.configs.{name}").__doc__)
-        print(f"  {name:12s} {doc or config.name}")
+        print(f"  {name:{width}s} {doc or config.name}")
     print("optimizers (--set optim.name=NAME, hyperparameters with --set optim.hparams.KEY=VALUE):")
     for name, factory in sorted(available_optimizers().items()):
         print(f"  {name:24s} {_first_line(factory.__doc__)}")
