@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import os
 import re
+import signal
 import sys
 
 from warmup_jax.errors import CheckpointError, ConfigError
@@ -331,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, CorpusError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`... --list | head`): stop quietly, as `ls | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -96,8 +96,9 @@ class TrainConfig:
             "mesh_fsdp",
         ):
             check_range(f"train.{name}", getattr(self, name), low=1)
-        for name in ("eval_interval", "checkpoint_interval", "seed", "peak_flops_per_device"):
+        for name in ("eval_interval", "checkpoint_interval", "peak_flops_per_device"):
             check_range(f"train.{name}", getattr(self, name), low=0)
+        check_range("train.seed", self.seed, low=0, high=2**32 - 1)  # a 32-bit PRNG seed
         if self.batch_size % self.grad_accum_steps:
             raise ConfigError(
                 f"train.batch_size={self.batch_size} is not divisible by train.grad_accum_steps="
@@ -218,6 +219,8 @@ def _parse_value(text: str, target_type: Any, field: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         lowered = text.strip().lower()
+        if lowered in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
+            return float(lowered)  # parsed as what it says, so that the range check can name it
         return {"true": True, "false": False}.get(lowered, text)
 
 

@@ -5,6 +5,7 @@ Every message names the field (or file), the bad value and what is allowed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,7 +33,12 @@ def check_range(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
 ) -> None:
-    """Raises ConfigError unless ``low <= value <= high`` (bounds optional, inclusivity per side)."""
+    """Raises ConfigError unless ``value`` is a finite number with ``low <= value <= high`` (bounds
+    optional, inclusivity per side). NaN and infinities are refused whatever the bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{field}={value!r} is not a number")
+    if not math.isfinite(value):
+        raise ConfigError(f"{field}={value!r} is not a finite number")
     too_low = low is not None and (value < low if low_inclusive else value <= low)
     too_high = high is not None and (value > high if high_inclusive else value >= high)
     if too_low or too_high:

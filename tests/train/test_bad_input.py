@@ -33,6 +33,22 @@ def _cli(overrides, *extra):
         ("optim.name=adamv", "optim.name='adamv' is not a known optimizer"),
         ("optim.hparams.beta9=0.5", "optim.hparams.beta9 is not a hyperparameter of optimizer 'adamw'"),
         ("data.tokenizer=bpee", "data.tokenizer='bpee'"),
+        # non-finite and out-of-range values that used to be accepted and failed later or trained silently wrong
+        ("optim.lr=nan", "optim.lr=nan is not a finite number"),
+        ("optim.lr=inf", "optim.lr=inf is not a finite number"),
+        ("optim.end_lr=inf", "optim.end_lr=inf is not a finite number"),
+        ("optim.grad_clip=nan", "optim.grad_clip=nan is not a finite number"),
+        ("optim.cooldown_fraction=nan", "optim.cooldown_fraction=nan is not a finite number"),
+        ("optim.hparams.eps=-1", "optim.hparams.eps=-1 must lie in [0.0, inf)"),
+        ("optim.hparams.b2=nan", "optim.hparams.b2=nan must lie in [0.0, 1.0)"),
+        ("optim.hparams.b2=abc", "optim.hparams.b2='abc' is not a number"),
+        ("optim.hparams.b1=1.5", "optim.hparams.b1=1.5 must lie in [0.0, 1.0)"),
+        ("model.layer_norm_epsilon=inf", "model.layer_norm_epsilon=inf is not a finite number"),
+        ("model.dropout=nan", "model.dropout=nan is not a finite number"),
+        ("model.vocab_multiple=1e9", "model.vocab_multiple=1000000000 is out of range"),
+        ("train.seed=1e30", "is out of range; allowed: 0 <= seed <= 4294967295"),
+        ("metrics.momentum_beta=abc", "metrics.momentum_beta='abc' is not a number"),
+        ("metrics.momentum_beta=nan", "metrics.momentum_beta=nan is not a finite number"),
     ],
 )
 def test_bad_config_values_exit_2_naming_the_field(tiny_overrides, tmp_path, capsys, override, expected):
@@ -92,3 +108,17 @@ def test_checkpoint_errors(tiny_overrides, tmp_path, capsys, caplog):
     with caplog.at_level(logging.DEBUG, logger="asyncio"):
         gc.collect()
     assert not [r for r in caplog.records if r.name == "asyncio"]
+
+
+def test_a_closed_output_pipe_stops_quietly():
+    """`warmup-jax configs | head -1`: the command stops at the broken pipe without a traceback."""
+    import subprocess
+    import sys
+
+    script = "import sys; from warmup_jax import cli; sys.exit(cli.main(['configs']))"
+    reader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.readline()
+    reader.stdout.close()  # the reader goes away after one line
+    stderr = reader.stderr.read().decode()
+    assert reader.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

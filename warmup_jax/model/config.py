@@ -46,8 +46,9 @@ class ModelConfig:
         return self.n_embd // self.n_head
 
     def validate(self) -> None:
-        for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_multiple"):
+        for name in ("n_layer", "n_head", "n_embd", "block_size"):
             check_range(f"model.{name}", getattr(self, name), low=1)
+        check_range("model.vocab_multiple", self.vocab_multiple, low=1, high=65536)
         check_range("model.vocab_size", self.vocab_size, low=0)
         if self.n_embd % self.n_head:
             raise ConfigError(

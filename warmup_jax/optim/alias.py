@@ -60,7 +60,9 @@ _IBC_MODES = ("linear", "sqrt", None)
 
 
 def _check_range(name: str, value: Any, low: float, high: float, *, high_open: bool = True) -> None:
-    # Only Python numbers are checked: under optax.inject_hyperparams the values are traced.
+    # Only Python numbers are checked (and text refused): under optax.inject_hyperparams the values are traced.
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name}={value!r} is not a number")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     ok = low <= value < high if high_open else low <= value <= high

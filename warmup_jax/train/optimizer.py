@@ -78,7 +78,8 @@ def build_schedule(
 
 
 def check_optimizer_config(optim_cfg) -> OptimizerFactory:
-    """Raises ConfigError unless ``optim.name`` exists and takes every key of ``optim.hparams``."""
+    """Raises ConfigError unless ``optim.name`` exists and takes every key of ``optim.hparams``, and
+    the recipe accepts every value (momenta in [0, 1), eps >= 0, ...: the recipe's own checks)."""
     if optim_cfg.name not in recipes.RECIPES:
         raise ConfigError(
             f"optim.name={optim_cfg.name!r} is not a known optimizer; allowed: {', '.join(sorted(recipes.RECIPES))}"
@@ -90,6 +91,12 @@ def check_optimizer_config(optim_cfg) -> OptimizerFactory:
                 f"optim.hparams.{key} is not a hyperparameter of optimizer {optim_cfg.name!r}; "
                 f"allowed: {', '.join(allowed) or '(none)'}"
             )
+    try:  # building the transformation checks every value (it touches no arrays)
+        recipes.build(optim_cfg.name, optim_cfg.lr, **optim_cfg.hparams)
+    except (ValueError, TypeError) as e:
+        message = str(e)
+        named = message.split("=", 1)[0] in optim_cfg.hparams
+        raise ConfigError(f"optim.hparams.{message}" if named else f"optim.hparams: {message}") from None
     return recipes.get_recipe(optim_cfg.name)
 
 
