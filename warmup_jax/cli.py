@@ -26,7 +26,7 @@ import re
 import signal
 import sys
 
-from warmup_jax.errors import CheckpointError, ConfigError
+from warmup_jax.errors import CheckpointError, ConfigError, NonFiniteError
 
 DEFAULT_CONFIG = "quickstart"
 
@@ -333,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, CorpusError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteError as e:  # a result of training, not a bad input
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader went away (`... --list | head`): stop quietly, as `ls | head` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 128 + signal.SIGPIPE

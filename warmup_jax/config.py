@@ -83,6 +83,11 @@ class TrainConfig:
     peak_flops_per_device: float = 0.0  # 0: looked up (accelerators) or measured (CPU)
     tensorboard: bool = True
     progress: bool = True  # console progress bar
+    # A step whose loss, gradient or new parameters are not finite: "stop" (nothing of it is saved;
+    # exit with an error naming the step and the last good checkpoint) or "skip" (its update is not
+    # applied, the skip is logged; stop after max_skipped_steps skips in a row).
+    on_nonfinite: str = "stop"
+    max_skipped_steps: int = 10
 
     def validate(self) -> None:
         for name in (
@@ -94,8 +99,10 @@ class TrainConfig:
             "log_interval",
             "keep_checkpoints",
             "mesh_fsdp",
+            "max_skipped_steps",
         ):
             check_range(f"train.{name}", getattr(self, name), low=1)
+        check_choice("train.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
         for name in ("eval_interval", "checkpoint_interval", "peak_flops_per_device"):
             check_range(f"train.{name}", getattr(self, name), low=0)
         check_range("train.seed", self.seed, low=0, high=2**32 - 1)  # a 32-bit PRNG seed

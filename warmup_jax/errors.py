@@ -18,6 +18,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match the run's configuration."""
 
 
+class NonFiniteError(FloatingPointError):
+    """Training produced a non-finite loss, gradient or parameter (``train.on_nonfinite``)."""
+
+
 def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:
     allowed = tuple(allowed)
     if value not in allowed:

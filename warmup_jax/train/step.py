@@ -86,9 +86,14 @@ def make_train_step(
     dropout: float = 0.0,
     metrics: Any = None,
     grad_clip: float = 0.0,
+    skip_nonfinite: bool = False,
 ):
     """The train step. ``metrics``: a ``MetricsConfig`` (see the module docstring); ``grad_clip``: the
-    global-norm clip the step applies to the mean gradient before ``tx`` (0: none); ``tx`` must not clip."""
+    global-norm clip the step applies to the mean gradient before ``tx`` (0: none); ``tx`` must not clip.
+
+    ``metrics["finite"]`` says whether the loss, the gradient norm and the new parameters' norm are
+    all finite. With ``skip_nonfinite`` a step where they are not keeps the old parameters and
+    optimizer state (the step counter and the RNG still advance: the batch is consumed)."""
     if metrics is not None and not metrics.enabled:
         metrics = None
     passes_stats = isinstance(tx, optax.GradientTransformationExtraArgs)
@@ -167,6 +172,12 @@ def make_train_step(
                 grad_norm,
                 clip_factor,
                 model_def.stacked,
+            )
+        finite = jnp.isfinite(out["loss"]) & jnp.isfinite(grad_norm) & jnp.isfinite(out["param_norm"])
+        out["finite"] = finite
+        if skip_nonfinite:
+            params, opt_state = jax.tree_util.tree_map(
+                lambda new, old: jnp.where(finite, new, old), (params, opt_state), (state.params, state.opt_state)
             )
         new_state = TrainState(state.step + 1, params, opt_state, jax.random.key_data(key))
         return new_state, out

@@ -17,7 +17,6 @@ are left out.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import signal
 import time
@@ -28,6 +27,7 @@ import numpy as np
 from warmup_jax import data as data_lib
 from warmup_jax.config import Config, ConfigError
 from warmup_jax.data.loader import SeqLenWarmup, TrainLoader, eval_batches
+from warmup_jax.errors import NonFiniteError
 from warmup_jax.metrics.update import metrics_due
 from warmup_jax.model import gpt
 from warmup_jax.model.flops import ThroughputMeter, flops_per_token, peak_flops_per_device
@@ -170,6 +170,7 @@ class Trainer:
                 dropout=config.model.dropout,
                 metrics=metrics_cfg,
                 grad_clip=config.optim.grad_clip,
+                skip_nonfinite=config.train.on_nonfinite == "skip",
             )
         )
         self.train_step = jax.jit(
@@ -275,8 +276,41 @@ class Trainer:
         step = int(jax.device_get(self.state.step))
         self.checkpointer.save(step, self.state, self.loader.get_state(), config_dict(self.config))
 
+    def _non_finite(self, step: int, metrics: dict[str, float], skips: list[int]) -> None:
+        """A step with a non-finite loss, gradient or new parameters: log it, then skip or stop."""
+        tc = self.config.train
+        values = ", ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "grad_norm", "update_norm") if k in metrics)
+        if tc.on_nonfinite == "skip":
+            skips.append(step)
+            metrics["skipped"] = 1.0
+            if len(skips) <= tc.max_skipped_steps:
+                self.progress.message(f"step {step}: non-finite ({values}); update skipped ({len(skips)} in a row)")
+                return
+        self.logger.write(step, metrics)
+        latest = self.checkpointer.latest_step()
+        kept = (
+            f"the last good checkpoint is step {latest} in {self.checkpointer.directory} (resume with --resume)"
+            if latest is not None
+            else "no checkpoint was written before it"
+        )
+        what = f"{len(skips)} steps in a row were non-finite" if skips else "the training state became non-finite"
+        raise NonFiniteError(
+            f"{what} at step {step} ({values}); stopped without saving it; {kept}. "
+            "Lower optim.lr, or set train.on_nonfinite=skip to skip such updates"
+        )
+
     def run(self, *, until_step: int | None = None) -> TrainResult:
-        """Trains to ``train.steps``, or stops early after ``until_step`` (saving a checkpoint there)."""
+        """Trains to ``train.steps``, or stops early after ``until_step`` (saving a checkpoint there).
+
+        Raises NonFiniteError on a non-finite step (``train.on_nonfinite``); the trainer is closed
+        (logs flushed, pending checkpoint writes finished) whatever ends the run."""
+        try:
+            return self._run(until_step)
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self, until_step: int | None) -> TrainResult:
         tc = self.config.train
         stop_at = tc.steps if until_step is None else min(until_step, tc.steps)
         start_step = int(jax.device_get(self.state.step))
@@ -293,6 +327,7 @@ class Trainer:
         pending = None  # (step, metrics on device, lr, tokens, seq_len)
         compiled_shapes = set()
         metric_names = None  # of the packed update metrics; named before the first step is traced
+        skips: list[int] = []  # the steps skipped in a row (train.on_nonfinite="skip")
 
         def flush(item) -> None:
             step, metrics_device, lr, tokens, seq_len = item
@@ -308,12 +343,10 @@ class Trainer:
                 metrics.update(zip(metric_names, np.asarray(update_values).tolist()))
                 metrics["batch_size"] = tc.batch_size
             result.train_losses[step] = metrics["loss"]
-            if not math.isfinite(metrics["loss"]):
-                self.logger.write(step, metrics)
-                raise FloatingPointError(
-                    f"loss is {metrics['loss']} at step {step}; stopping (last checkpoint kept in "
-                    f"{self.checkpointer.directory})"
-                )
+            if not metrics.pop("finite"):
+                self._non_finite(step, metrics, skips)
+            else:
+                skips.clear()
             if step % tc.log_interval == 0 or step == tc.steps:
                 postfix = {"loss": f"{metrics['loss']:.4f}", "lr": f"{lr:.2e}"}
                 window = meter.window()
