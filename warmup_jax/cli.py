@@ -162,16 +162,20 @@ def _load(args) -> Config:  # noqa: F821
 
 
 def _cmd_train(args) -> int:
-    import jax
+    from warmup_jax.train.signals import EXIT_STATUS, StopFlag
 
-    if args.distributed:
-        jax.distributed.initialize()
-    from warmup_jax.train.trainer import train
+    # First of all: a SIGTERM or Ctrl-C during start-up is kept (a checkpoint, then exit 143 / 130).
+    with StopFlag() as stop:
+        import jax
 
-    config = _load(args)
-    result = train(config)
+        if args.distributed:
+            jax.distributed.initialize()
+        from warmup_jax.train.trainer import Trainer
+
+        config = _load(args)
+        result = Trainer(config).run(stop=stop)
     if result.interrupted:
-        return 143
+        return EXIT_STATUS.get(result.interrupted_by, 143)
     final_eval = result.eval_losses.get(result.final_step)
     summary = f"done: step {result.final_step}"
     if final_eval is not None:
@@ -336,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteError as e:  # a result of training, not a bad input
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without a checkpoint of the last steps
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except BrokenPipeError:  # the reader went away (`... --list | head`): stop quietly, as `ls | head` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 128 + signal.SIGPIPE

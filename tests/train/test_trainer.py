@@ -204,3 +204,43 @@ def test_cli_smoke_run_writes_logs_and_checkpoint(tiny_overrides, tmp_path, caps
     assert any("eval_loss" in x for x in lines)
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "tensorboard"))
     assert sorted(os.listdir(out / "checkpoints")) == ["10", "20"]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_stops_like_sigterm(tiny_overrides, tmp_path):
+    trainer = Trainer(_config(tiny_overrides))
+    step_fn = trainer.train_step
+    calls = []
+
+    def step_then_interrupt(state, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: no KeyboardInterrupt, a checkpoint at the boundary
+        return step_fn(state, batch)
+
+    trainer.train_step = step_then_interrupt
+    result = trainer.run()
+    assert result.interrupted and result.interrupted_by == "SIGINT" and result.final_step == 3
+    assert trainer.checkpointer.latest_step() == 3
+
+
+def test_a_signal_during_start_up_is_kept(tiny_overrides, tmp_path):
+    """The command line installs its handlers first: SIGTERM while the trainer is being built (data,
+    model, compilation) ends in a checkpoint of step 0 and exit status 143, not in a lost start-up."""
+    from warmup_jax import cli
+    from warmup_jax.train import trainer as trainer_lib
+
+    built = trainer_lib.Trainer.__init__
+
+    def build_then_signal(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the trainer is being set up
+        built(self, *args, **kwargs)
+
+    trainer_lib.Trainer.__init__ = build_then_signal
+    try:
+        status = cli.main(["train", "--config", "tiny", *sum((["--set", o] for o in tiny_overrides), [])])
+    finally:
+        trainer_lib.Trainer.__init__ = built
+    assert status == 143
+    assert os.listdir(tmp_path / "run" / "checkpoints") == ["0"]
+    resumed = Trainer(load_config("tiny", [*tiny_overrides, "train.resume=true"])).run()  # goes on from there
+    assert not resumed.interrupted and resumed.final_step == 20

@@ -16,9 +16,9 @@ are left out.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-import signal
 import time
 
 import jax
@@ -43,6 +43,7 @@ from warmup_jax.train.optimizer import (
     momentum_coefficient,
     needs_initial_gradient,
 )
+from warmup_jax.train.signals import StopFlag
 from warmup_jax.train.step import (
     TrainState,
     clip_by_global_norm,
@@ -61,33 +62,12 @@ class TrainResult:
     train_losses: dict[int, float]  # step (1-based: after that many updates) -> loss of that update
     eval_losses: dict[int, float]
     interrupted: bool = False
+    interrupted_by: str | None = None  # "SIGINT" or "SIGTERM"
     # Over all measured training steps of this run (see the module docstring); NaN if none was measured.
     tokens_per_second: float = float("nan")
     mfu: float = float("nan")
     peak_flops_per_device: float = float("nan")
     peak_flops_source: str = ""
-
-
-class _StopFlag:
-    """Set by SIGTERM; the loop saves a checkpoint and stops at the next step boundary."""
-
-    def __init__(self):
-        self.stop = False
-        self._previous = None
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not in the main thread: no signal handling
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        self.stop = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def resolve_vocab(config: Config, vocab_size: int) -> Config:
@@ -299,18 +279,23 @@ class Trainer:
             "Lower optim.lr, or set train.on_nonfinite=skip to skip such updates"
         )
 
-    def run(self, *, until_step: int | None = None) -> TrainResult:
+    def run(self, *, until_step: int | None = None, stop: StopFlag | None = None) -> TrainResult:
         """Trains to ``train.steps``, or stops early after ``until_step`` (saving a checkpoint there).
 
-        Raises NonFiniteError on a non-finite step (``train.on_nonfinite``); the trainer is closed
-        (logs flushed, pending checkpoint writes finished) whatever ends the run."""
+        ``stop``: a :class:`StopFlag` already entered by the caller (the command line enters one
+        before building the trainer, so that a signal during start-up is kept); by default the run
+        enters its own. A signal saves a checkpoint at the next step boundary and stops
+        (``TrainResult.interrupted_by``). Raises NonFiniteError on a non-finite step
+        (``train.on_nonfinite``); the trainer is closed (logs flushed, pending checkpoint writes
+        finished) whatever ends the run."""
         try:
-            return self._run(until_step)
+            with contextlib.nullcontext(stop) if stop is not None else StopFlag() as flag:
+                return self._run(until_step, flag)
         except BaseException:
             self.close()
             raise
 
-    def _run(self, until_step: int | None) -> TrainResult:
+    def _run(self, until_step: int | None, flag: StopFlag) -> TrainResult:
         tc = self.config.train
         stop_at = tc.steps if until_step is None else min(until_step, tc.steps)
         start_step = int(jax.device_get(self.state.step))
@@ -356,47 +341,53 @@ class Trainer:
                 self.progress.update(step, postfix)
             self.logger.write(step, metrics)
 
-        with _StopFlag() as flag:
-            for step in range(start_step, stop_at):
-                seq_len = self.seq_len_at(step)
-                batch = self._device_batch(next(self.loader))
-                lr = float(self.schedule(step))
-                if metric_names is None and self.metrics_config.enabled:
-                    metric_names = self._metric_names(self.state, batch)
-                self.state, metrics = self.train_step(self.state, batch)
-                if batch.shape not in compiled_shapes:
-                    # Compiled in that call, while the pending step ran: its time is not a step's.
-                    compiled_shapes.add(batch.shape)
-                    meter.skip_next()
-                if pending is not None:
-                    flush(pending)
-                pending = (step + 1, metrics, lr, tc.batch_size * seq_len, seq_len)
-                done = step + 1
-                evaluate = (tc.eval_interval and done % tc.eval_interval == 0) or done == tc.steps
-                save = tc.checkpoint_interval and done % tc.checkpoint_interval == 0
-                stop = flag.stop or done == until_step
-                if evaluate or save or stop:
-                    # Both wait for this step anyway: take its metrics first, so that the pause
-                    # below holds no training time.
-                    flush(pending)
-                    pending = None
-                if evaluate:
-                    with meter.paused():
-                        eval_loss = self.evaluate()
-                    result.eval_losses[done] = eval_loss
-                    self.logger.write(done, {"eval_loss": eval_loss})
-                    self.progress.message(f"step {done}: eval loss {eval_loss:.4f}")
-                if save and not stop:
-                    with meter.paused():
-                        self.save()
-                if stop:
+        for step in range(start_step, stop_at):
+            if flag.stop and step == start_step:  # signalled during start-up: keep it, train nothing
+                if self.checkpointer.latest_step() != start_step:
                     self.save()
-                    reason = "SIGTERM" if flag.stop else f"stopped at step {done}"
-                    self.progress.message(f"{reason}: saved a checkpoint in {self.checkpointer.directory}")
-                    result.interrupted = done < tc.steps
-                    break
+                self.progress.message(f"{flag.signal_name}: saved a checkpoint in {self.checkpointer.directory}")
+                result.interrupted, result.interrupted_by = True, flag.signal_name
+                break
+            seq_len = self.seq_len_at(step)
+            batch = self._device_batch(next(self.loader))
+            lr = float(self.schedule(step))
+            if metric_names is None and self.metrics_config.enabled:
+                metric_names = self._metric_names(self.state, batch)
+            self.state, metrics = self.train_step(self.state, batch)
+            if batch.shape not in compiled_shapes:
+                # Compiled in that call, while the pending step ran: its time is not a step's.
+                compiled_shapes.add(batch.shape)
+                meter.skip_next()
             if pending is not None:
                 flush(pending)
+            pending = (step + 1, metrics, lr, tc.batch_size * seq_len, seq_len)
+            done = step + 1
+            evaluate = (tc.eval_interval and done % tc.eval_interval == 0) or done == tc.steps
+            save = tc.checkpoint_interval and done % tc.checkpoint_interval == 0
+            stop = flag.stop or done == until_step
+            if evaluate or save or stop:
+                # Both wait for this step anyway: take its metrics first, so that the pause
+                # below holds no training time.
+                flush(pending)
+                pending = None
+            if evaluate:
+                with meter.paused():
+                    eval_loss = self.evaluate()
+                result.eval_losses[done] = eval_loss
+                self.logger.write(done, {"eval_loss": eval_loss})
+                self.progress.message(f"step {done}: eval loss {eval_loss:.4f}")
+            if save and not stop:
+                with meter.paused():
+                    self.save()
+            if stop:
+                self.save()
+                reason = flag.signal_name or f"stopped at step {done}"
+                self.progress.message(f"{reason}: saved a checkpoint in {self.checkpointer.directory}")
+                result.interrupted = done < tc.steps
+                result.interrupted_by = flag.signal_name
+                break
+        if pending is not None:
+            flush(pending)
         total = meter.total()
         if total is not None:
             result.tokens_per_second, result.mfu = total.tokens_per_s, total.mfu
