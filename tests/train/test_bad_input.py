@@ -122,3 +122,36 @@ def test_a_closed_output_pipe_stops_quietly():
     stderr = reader.stderr.read().decode()
     assert reader.wait(timeout=120) == 141, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_a_second_run_on_a_live_folder_is_refused(tiny_overrides, tmp_path, capsys):
+    """Two runs on one out_dir (or a --resume of a live run): the second is refused, naming the first."""
+    first = Trainer(load_config("tiny", tiny_overrides))  # holds the folder until it is closed
+    try:
+        assert _cli(tiny_overrides, "train.resume=true") == 2
+        err = capsys.readouterr().err
+        assert f"is in use by process {os.getpid()}" in err, err
+        assert (
+            not (tmp_path / "run" / "metrics.jsonl").exists()
+            or "loss" not in (tmp_path / "run" / "metrics.jsonl").read_text()
+        )
+    finally:
+        first.close()
+    assert _cli(tiny_overrides, "train.steps=2", "train.eval_interval=0") == 0  # free again once it ended
+
+
+@pytest.mark.parametrize("blocker", ["out_dir", "checkpoints"])
+def test_an_unwritable_out_dir_fails_before_any_work(tiny_overrides, tmp_path, capsys, blocker):
+    """A regular file where the run folder (or its checkpoints/ folder) must go: one line, exit 2."""
+    if blocker == "out_dir":
+        (tmp_path / "plain").write_text("x")
+        out_dir, bad = tmp_path / "plain" / "run", tmp_path / "plain" / "run"
+    else:
+        out_dir = tmp_path / "run2"
+        out_dir.mkdir()
+        (out_dir / "checkpoints").write_text("x")  # found only at the first save before
+        bad = out_dir / "checkpoints"
+    assert _cli(tiny_overrides, f"train.out_dir={out_dir}") == 2
+    err = capsys.readouterr().err
+    assert f"cannot write to {str(bad)!r}" in err, err
+    assert "Traceback" not in err

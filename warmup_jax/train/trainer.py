@@ -43,6 +43,7 @@ from warmup_jax.train.optimizer import (
     momentum_coefficient,
     needs_initial_gradient,
 )
+from warmup_jax.train.run_lock import RunLock
 from warmup_jax.train.signals import StopFlag
 from warmup_jax.train.step import (
     TrainState,
@@ -90,12 +91,23 @@ class Trainer:
         check_optimizer_fits_training(config.optim, config.train)
         tc = config.train
         self.is_main = jax.process_index() == 0
-        self.checkpointer = Checkpointer(os.path.join(tc.out_dir, "checkpoints"), keep=tc.keep_checkpoints)
+        # One run per folder (the main process holds the lock; the folder must be writable).
+        self.run_lock = RunLock(tc.out_dir).acquire() if self.is_main else None
+        try:
+            self.checkpointer = Checkpointer(os.path.join(tc.out_dir, "checkpoints"), keep=tc.keep_checkpoints)
+        except BaseException:
+            self._release_lock()
+            raise
         try:
             self._set_up(config, quiet)
         except BaseException:
             self.checkpointer.close()  # nothing of a run that never started stays open
+            self._release_lock()
             raise
+
+    def _release_lock(self) -> None:
+        if self.run_lock is not None:
+            self.run_lock.release()
 
     def _set_up(self, config: Config, quiet: bool) -> None:
         tc = config.train
@@ -401,6 +413,7 @@ class Trainer:
         self.progress.close()
         self.logger.close()
         self.checkpointer.close()
+        self._release_lock()
 
 
 def train(config: Config, *, quiet: bool = False) -> TrainResult:
