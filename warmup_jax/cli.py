@@ -176,6 +176,9 @@ def _cmd_train(args) -> int:
         result = Trainer(config).run(stop=stop)
     if result.interrupted:
         return EXIT_STATUS.get(result.interrupted_by, 143)
+    if not result.train_losses:  # resumed at its last step
+        print(f"nothing to train: the run in {result.out_dir} already finished at step {result.final_step}")
+        return 0
     final_eval = result.eval_losses.get(result.final_step)
     summary = f"done: step {result.final_step}"
     if final_eval is not None:

@@ -79,6 +79,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     out_dir: str = "runs/default"
     resume: bool = False
+    allow_config_change: bool = False  # resume with settings that alter the trajectory (logged)
     mesh_fsdp: int = 1  # devices along the FSDP axis; the data axis takes the rest
     peak_flops_per_device: float = 0.0  # 0: looked up (accelerators) or measured (CPU)
     tensorboard: bool = True

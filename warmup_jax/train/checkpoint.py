@@ -36,6 +36,45 @@ _MUST_MATCH = (
     "data.seed",
 )
 
+# Fields a resumed run may change freely: where and how it reports and saves, not what it trains.
+# Any other change (the LR, the schedule's length, the warmup, ...) alters the trajectory and is
+# refused unless train.allow_config_change is set.
+FREE_TO_CHANGE = (
+    "train.out_dir",
+    "train.resume",
+    "train.allow_config_change",
+    "train.progress",
+    "train.tensorboard",
+    "train.log_interval",
+    "train.eval_interval",
+    "train.eval_batches",
+    "train.checkpoint_interval",
+    "train.keep_checkpoints",
+    "train.peak_flops_per_device",
+    "train.mesh_fsdp",
+    "train.on_nonfinite",
+    "train.max_skipped_steps",
+    "data.cache_dir",
+    "metrics",
+)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict) or (prefix.endswith("hparams") and prefix):
+        return {prefix: tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def config_changes(saved: dict, now: dict) -> list[tuple[str, Any, Any]]:
+    """``(field, saved value, new value)`` for every field that differs, except FREE_TO_CHANGE ones
+    and fields the saved config does not have (a checkpoint of an older version)."""
+    before, after = _flatten(saved), _flatten(now)
+    free = lambda field: any(field == f or field.startswith(f + ".") for f in FREE_TO_CHANGE)
+    return [(f, before[f], after.get(f)) for f in sorted(before) if not free(f) and before[f] != after.get(f)]
+
 
 def _discard_failed_reads() -> None:
     """Frees the reads of a failed restore now, without asyncio's report of each one.
@@ -92,7 +131,13 @@ class Checkpointer:
         )
         self._manager.wait_until_finished()
 
-    def check_compatible(self, step: int, config: dict) -> None:
+    def check_compatible(self, step: int, config: dict, *, allow_changes: bool = False) -> list[tuple[str, Any, Any]]:
+        """Raises CheckpointError if ``config`` cannot continue the run saved at ``step``.
+
+        A field the saved state depends on (the model, the optimizer, the batch shape, the data,
+        the seeds) must match; any other change that alters the trajectory (``config_changes``) is
+        refused, listing every change, unless ``allow_changes``. Returns the changes allowed.
+        """
         saved = self._restore_item(step, "config", ocp.args.JsonRestore())
         for field in _MUST_MATCH:
             before, now = _lookup(saved, field), _lookup(config, field)
@@ -101,10 +146,19 @@ class Checkpointer:
                     f"checkpoint {self._step_dir(step)} was written with {field}={before!r} but this run has "
                     f"{field}={now!r}; resume with the same {field} or choose another train.out_dir"
                 )
+        changes = config_changes(saved, config)
+        if changes and not allow_changes:
+            listed = "; ".join(f"{field}: {before!r} -> {now!r}" for field, before, now in changes)
+            raise CheckpointError(
+                f"checkpoint {self._step_dir(step)} was written with another config, and resuming with it would "
+                f"change the run's trajectory: {listed}. Resume with the same settings (the --set of the first "
+                "run), or pass train.allow_config_change=true to continue with the changes (they are logged)"
+            )
+        return changes
 
     def restore(self, step: int, abstract_state: Any, config: dict) -> tuple[Any, dict]:
-        """Returns (train state laid out like ``abstract_state``, loader state)."""
-        self.check_compatible(step, config)
+        """Returns (train state laid out like ``abstract_state``, loader state); the config was
+        checked by :meth:`check_compatible` before."""
         state = self._restore_item(step, "state", ocp.args.StandardRestore(abstract_state))
         loader_state = self._restore_item(step, "data", ocp.args.JsonRestore())
         return state, loader_state

@@ -11,13 +11,35 @@ from typing import Any
 from tqdm.auto import tqdm
 
 
+def _keep_until(path: str, step: int) -> None:
+    """Rewrites ``path`` (atomically) without the lines of steps after ``step`` (and a torn last line)."""
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+            except ValueError:  # a line cut by a kill: dropped
+                continue
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.writelines(kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 class MetricLogger:
     """Writes ``{"step": s, **metrics}`` lines to ``<out_dir>/metrics.jsonl`` and TensorBoard.
 
-    Only process 0 writes. Appends, so a resumed run continues the same file.
+    Only process 0 writes. Appends, so a resumed run continues the same file; ``resume_after``
+    (the checkpoint's step) first drops the lines of later steps, which the resumed run writes
+    again, so that every step has one line.
     """
 
-    def __init__(self, out_dir: str, *, tensorboard: bool = True, enabled: bool = True):
+    def __init__(
+        self, out_dir: str, *, tensorboard: bool = True, enabled: bool = True, resume_after: int | None = None
+    ):
         self.enabled = enabled
         self._writer = None
         self._file = None
@@ -25,6 +47,8 @@ class MetricLogger:
             return
         os.makedirs(out_dir, exist_ok=True)
         self.path = os.path.join(out_dir, "metrics.jsonl")
+        if resume_after is not None and os.path.exists(self.path):
+            _keep_until(self.path, resume_after)
         self._file = open(self.path, "a")  # noqa: SIM115 (open for the life of the run)
         if tensorboard:
             from tensorboardX import SummaryWriter

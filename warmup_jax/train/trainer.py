@@ -111,6 +111,7 @@ class Trainer:
 
     def _set_up(self, config: Config, quiet: bool) -> None:
         tc = config.train
+        self.config_changes: list[str] = []
         latest = self.checkpointer.latest_step()
         if latest is not None and not tc.resume:
             raise ConfigError(
@@ -124,7 +125,12 @@ class Trainer:
         config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
         self.config = config
         if latest is not None:
-            self.checkpointer.check_compatible(latest, config_dict(config))
+            changes = self.checkpointer.check_compatible(
+                latest, config_dict(config), allow_changes=tc.allow_config_change
+            )
+            self.config_changes = [f"{field}: {before!r} -> {now!r}" for field, before, now in changes]
+            for change in self.config_changes:
+                self.progress.message(f"resuming with a changed config: {change}")
         self.progress.message(f"data: {self.data.description}")
 
         self.mesh = mesh_lib.make_mesh(tc.mesh_fsdp)
@@ -196,7 +202,9 @@ class Trainer:
             self.state = jax.jit(init_state, out_shardings=self.state_shardings)()
             if needs_initial_gradient(config.optim):
                 self.state = self._init_from_gradient(self.state)
-        self.logger = MetricLogger(tc.out_dir, tensorboard=tc.tensorboard, enabled=self.is_main)
+        self.logger = MetricLogger(tc.out_dir, tensorboard=tc.tensorboard, enabled=self.is_main, resume_after=latest)
+        if self.config_changes:  # resumed with train.allow_config_change: the record says what changed
+            self.logger.write(latest, {"config_change": "; ".join(self.config_changes)})
         self._eval_data = None
 
     def _init_from_gradient(self, state: TrainState) -> TrainState:
