@@ -89,7 +89,7 @@ def test_checkpoint_errors(tiny_overrides, tmp_path, capsys, caplog):
     # A half-written save (orbax's temporary folder) is ignored: the last complete step is used.
     (ckpt / "4.orbax-checkpoint-tmp-1234").mkdir()
     (ckpt / "4.orbax-checkpoint-tmp-1234" / "junk").write_text("partial")
-    trainer = Trainer(_short(tiny_overrides, "train.resume=true", "train.steps=3"))
+    trainer = Trainer(_short(tiny_overrides, "train.resume=true", "train.steps=3", "train.allow_config_change=true"))
     assert int(trainer.state.step) == 2
     trainer.close()
 
@@ -99,7 +99,7 @@ def test_checkpoint_errors(tiny_overrides, tmp_path, capsys, caplog):
             if "ocdbt.process" in root and "/d" in root:
                 with open(os.path.join(root, name), "wb") as f:
                     f.write(b"\0garbage\0")
-    code = _cli(tiny_overrides, "train.steps=3", "train.resume=true")
+    code = _cli(tiny_overrides, "train.steps=3", "train.resume=true", "train.allow_config_change=true")
     err = capsys.readouterr().err
     assert code == 2 and "cannot be read" in err and str(ckpt / "2") in err
     # ... and leaves nothing behind: no asyncio "Task exception was never retrieved" tracebacks for the
