@@ -5,6 +5,7 @@ import gc
 import logging
 import os
 
+import numpy as np
 import pytest
 
 from warmup_jax.cli import main
@@ -155,3 +156,33 @@ def test_an_unwritable_out_dir_fails_before_any_work(tiny_overrides, tmp_path, c
     err = capsys.readouterr().err
     assert f"cannot write to {str(bad)!r}" in err, err
     assert "Traceback" not in err
+
+
+def test_token_ids_out_of_range_anywhere_in_a_bin_file_are_named(tmp_path, data_cache):
+    """An id >= 50257 after the first 2**20 tokens used to pass the check (NaN at step 3 instead)."""
+    from warmup_jax.config import DataConfig
+    from warmup_jax.data import CorpusError, prepare_data
+
+    folder = tmp_path / "owt"
+    folder.mkdir()
+    tokens = np.full((1 << 20) + 100, 50256, dtype=np.uint16)
+    tokens[(1 << 20) + 17] = 60000
+    tokens.tofile(folder / "train.bin")
+    np.full(500, 11, dtype=np.uint16).tofile(folder / "val.bin")
+    cfg = DataConfig(source="nanogpt_bin", path=str(folder), tokenizer="gpt2", cache_dir=str(data_cache))
+    with pytest.raises(CorpusError, match=r"train.bin' holds id 60000 at token 1,048,593; ids must be < 50257"):
+        prepare_data(cfg)
+    tokens[(1 << 20) + 17] = 5
+    tokens.tofile(folder / "train.bin")
+    assert len(prepare_data(cfg).train_tokens) == len(tokens)  # fixed: accepted (and remembered)
+
+
+def test_a_stream_shorter_than_one_window_is_named(tiny_overrides, tmp_path, capsys):
+    folder = tmp_path / "short"
+    folder.mkdir()
+    np.arange(1000, dtype=np.uint16).tofile(folder / "train.bin")
+    np.arange(20, dtype=np.uint16).tofile(folder / "val.bin")  # fewer than seq_len + 1 = 33
+    overrides = [o for o in tiny_overrides if not o.startswith(("data.source", "data.path", "data.bpe"))]
+    assert _cli(overrides, "data.source=nanogpt_bin", f"data.path={folder}", "data.tokenizer=gpt2") == 2
+    err = capsys.readouterr().err
+    assert "the validation stream" in err and "has 20 tokens, fewer than one window of train.seq_len=32" in err, err

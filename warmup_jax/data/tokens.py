@@ -69,7 +69,7 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
     cfg.validate()
     cache = cfg.resolved_cache_dir()
     if cfg.source == "nanogpt_bin":
-        return _open_nanogpt_bin(cfg.path)
+        return _open_nanogpt_bin(cfg.path, cache)
     splits = open_text_splits(cfg)
     tokenizer, tokenizer_id = _tokenizer_for_splits(cfg, splits, cache)
     out_dir = cache / "tokens" / splits.key / tokenizer_id
@@ -185,7 +185,32 @@ def _first_line(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _open_nanogpt_bin(folder: str) -> PreparedData:
+_ID_CHUNK = 1 << 24  # tokens per block of the id check (32 MB of uint16)
+
+
+def check_token_ids(path: Path, tokens: np.ndarray, vocab_size: int, cache: Path) -> None:
+    """Raises CorpusError naming the file and the first position of an id >= ``vocab_size``.
+
+    Reads the whole stream once, in blocks (seconds per GB); a stream that passed is remembered in
+    ``<cache>/checked/`` by path, size and modification time, so later runs skip the scan.
+    """
+    stat = path.stat()
+    marker = cache / "checked" / f"{short_hash([str(path.resolve()), stat.st_size, stat.st_mtime_ns, vocab_size])}.json"
+    if marker.exists():
+        return
+    blocks = range(0, len(tokens), _ID_CHUNK)
+    for start in tqdm(blocks, desc=f"checking {path.name}", unit="block", disable=len(blocks) < 8, leave=False):
+        block = np.asarray(tokens[start : start + _ID_CHUNK])
+        if int(block.max()) >= vocab_size:
+            at = int(np.argmax(block >= vocab_size))
+            raise CorpusError(
+                f"{str(path)!r} holds id {int(block[at])} at token {start + at:,}; ids must be < {vocab_size} "
+                "(a stream of GPT-2 token ids)"
+            )
+    write_json_atomic(marker, {"path": str(path), "size": stat.st_size, "tokens": len(tokens)})
+
+
+def _open_nanogpt_bin(folder: str, cache: Path) -> PreparedData:
     root = Path(folder).expanduser()
     paths = {name: root / f"{name}.bin" for name in ("train", "val")}
     missing = [str(p) for p in paths.values() if not p.is_file()]
@@ -199,8 +224,7 @@ def _open_nanogpt_bin(folder: str) -> PreparedData:
         if path.stat().st_size < 4 or path.stat().st_size % 2:
             raise CorpusError(f"{str(path)!r} is not a stream of uint16 tokens (size {path.stat().st_size} bytes)")
         arrays[name] = np.memmap(path, dtype=np.uint16, mode="r")
-        if int(arrays[name][: 1 << 20].max()) >= GPT2_VOCAB_SIZE:
-            raise CorpusError(f"{str(path)!r} holds ids >= {GPT2_VOCAB_SIZE}; it is not GPT-2 tokenized")
+        check_token_ids(path, arrays[name], GPT2_VOCAB_SIZE, cache)
     tokenizer = GPT2Tokenizer()
     label = f"nanogpt_bin {folder}"
     return PreparedData(

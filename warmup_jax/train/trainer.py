@@ -121,6 +121,12 @@ class Trainer:
         self.progress = Progress(tc.steps, latest or 0, enabled=tc.progress and self.is_main and not quiet)
 
         self.data = data_lib.prepare_data(config.data)
+        for split, tokens in (("training", self.data.train_tokens), ("validation", self.data.val_tokens)):
+            if len(tokens) < tc.seq_len + 1:
+                raise data_lib.CorpusError(
+                    f"the {split} stream of {self.data.description.splitlines()[0]} has {len(tokens)} tokens, fewer "
+                    f"than one window of train.seq_len={tc.seq_len} (+1); use more text or a shorter train.seq_len"
+                )
         config = resolve_vocab(config, self.data.vocab_size)
         config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
         self.config = config
