@@ -18,6 +18,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match the run's configuration."""
 
 
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint cannot be read or fails its integrity check (an older one may still be good)."""
+
+
 class NonFiniteError(FloatingPointError):
     """Training produced a non-finite loss, gradient or parameter (``train.on_nonfinite``)."""
 

@@ -259,6 +259,14 @@ class TrainLoader:
         resume on a different number of hosts.
         """
         mine = self.get_state()
+        if not isinstance(state, dict):
+            raise ValueError(f"loader state {state!r} is not a dict")
+        for key in mine:
+            value = state.get(key)
+            if key in state and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"loader state {key}={value!r} is not an integer >= 0")
+        if "step" not in state:
+            raise ValueError("loader state has no step")
         changed = [
             f"{k}: saved {state[k]!r}, now {mine[k]!r}"
             for k in mine

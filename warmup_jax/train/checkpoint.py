@@ -4,21 +4,31 @@ Orbax writes each step to a temporary folder and renames it when complete, so an
 save never leaves a checkpoint that looks finished. Restores check the saved config against the
 current one first, so an incompatible checkpoint fails with a message, not a shape error deep in
 orbax.
+
+Integrity: every save also records a fingerprint of each array (two wrapping uint32 sums of its
+bits, weighted by odd functions of the element's position, computed by XLA over the global array,
+so the value does not depend on the sharding or the number of processes) and SHA-256 digests of
+the data-iterator state and the config. A restore recomputes them and names the first tensor (or
+item) that differs: a flipped byte, a truncated file or an edited iterator step is refused instead
+of restored silently.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
+import json
 import logging
 import os
 import sys
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from warmup_jax.errors import CheckpointError
+from warmup_jax.errors import CheckpointError, CorruptCheckpointError
 
 # Config fields that must agree between a checkpoint and the run that resumes it.
 _MUST_MATCH = (
@@ -103,6 +113,47 @@ def _lookup(d: dict, dotted: str) -> Any:
     return d
 
 
+def _leaf_fingerprint(x: jax.Array) -> jax.Array:
+    """Two uint32 sums of ``x``'s bits (each element weighted by an odd function of its position).
+
+    Elementwise work and full reductions only (no reshape): it runs on a sharded array as it is laid
+    out, and wrapping integer sums do not depend on the order XLA reduces in.
+    """
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+        x = x.astype(jnp.uint8)
+    width = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}.get(x.dtype.itemsize)
+    # 64-bit values become two 32-bit halves along a new last axis
+    bits = jax.lax.bitcast_convert_type(x, width or jnp.uint32).astype(jnp.uint32)
+    index = jnp.zeros(bits.shape, jnp.uint32)
+    stride = 1
+    for axis in reversed(range(bits.ndim)):
+        index = index + jax.lax.broadcasted_iota(jnp.uint32, bits.shape, axis) * jnp.uint32(stride % 2**32)
+        stride *= bits.shape[axis]
+    w1 = index * jnp.uint32(2654435761) | jnp.uint32(1)
+    w2 = (index ^ jnp.uint32(0x9E3779B9)) * jnp.uint32(40503) | jnp.uint32(1)
+    mixed = bits ^ (bits >> 15) ^ (bits << 7)
+    return jnp.stack([jnp.sum(bits * w1, dtype=jnp.uint32), jnp.sum(mixed * w2, dtype=jnp.uint32)])
+
+
+@jax.jit
+def _fingerprints(tree: Any) -> Any:
+    return jax.tree_util.tree_map(_leaf_fingerprint, tree)
+
+
+def array_fingerprints(tree: Any) -> dict[str, str]:
+    """``{tensor path: 16 hex digits}`` of every array of ``tree`` (layout-independent)."""
+    values = jax.device_get(_fingerprints(tree))
+    flat = jax.tree_util.tree_flatten_with_path(values)[0]
+    return {jax.tree_util.keystr(path): f"{int(v[0]):08x}{int(v[1]):08x}" for path, v in flat}
+
+
+def _digest(item: Any) -> str:
+    return hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class Checkpointer:
     """Saves and restores ``(TrainState, loader state, config dict)`` under ``directory``."""
 
@@ -111,21 +162,26 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False),
-            item_names=("state", "data", "config"),
+            item_names=("state", "data", "config", "integrity"),
         )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
     def save(self, step: int, state: Any, loader_state: dict, config: dict) -> None:
         if step in self._manager.all_steps():
             return
+        integrity = {"arrays": array_fingerprints(state), "data": _digest(loader_state), "config": _digest(config)}
         self._manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
                 data=ocp.args.JsonSave(loader_state),
                 config=ocp.args.JsonSave(config),
+                integrity=ocp.args.JsonSave(integrity),
             ),
             force=True,
         )
@@ -161,7 +217,28 @@ class Checkpointer:
         checked by :meth:`check_compatible` before."""
         state = self._restore_item(step, "state", ocp.args.StandardRestore(abstract_state))
         loader_state = self._restore_item(step, "data", ocp.args.JsonRestore())
+        self._verify(step, state, loader_state)
         return state, loader_state
+
+    def _verify(self, step: int, state: Any, loader_state: dict) -> None:
+        """CheckpointError naming the first array or item that differs from what was saved."""
+        if not os.path.isdir(os.path.join(self._step_dir(step), "integrity")):
+            return  # written before fingerprints were recorded: nothing to compare
+        saved = self._restore_item(step, "integrity", ocp.args.JsonRestore())
+        config = self._restore_item(step, "config", ocp.args.JsonRestore())
+        found = array_fingerprints(state)
+        for path, digest in saved.get("arrays", {}).items():
+            if found.get(path) != digest:
+                raise CorruptCheckpointError(
+                    f"checkpoint {self._step_dir(step)} fails its integrity check: tensor {path} differs from "
+                    "the one saved (its files are corrupt)"
+                )
+        for item, value in (("data", loader_state), ("config", config)):
+            if saved.get(item) != _digest(value):
+                raise CorruptCheckpointError(
+                    f"checkpoint {self._step_dir(step)} fails its integrity check: its {item} item was changed "
+                    "after it was saved"
+                )
 
     def _step_dir(self, step: int) -> str:
         return os.path.join(self.directory, str(step))
@@ -173,7 +250,7 @@ class Checkpointer:
             reason = f"{type(e).__name__}: {e}"
         # Outside the except block, so that nothing references the failed read any more.
         _discard_failed_reads()
-        raise CheckpointError(
+        raise CorruptCheckpointError(
             f"checkpoint {self._step_dir(step)} ({item}) cannot be read: {reason}. "
             "It is corrupt or was written by an incompatible run; delete it to fall back to an older "
             "step, or choose another train.out_dir"

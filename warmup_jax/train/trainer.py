@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -27,7 +29,7 @@ import numpy as np
 from warmup_jax import data as data_lib
 from warmup_jax.config import Config, ConfigError
 from warmup_jax.data.loader import SeqLenWarmup, TrainLoader, eval_batches
-from warmup_jax.errors import NonFiniteError
+from warmup_jax.errors import CheckpointError, CorruptCheckpointError, NonFiniteError
 from warmup_jax.metrics.update import metrics_due
 from warmup_jax.model import gpt
 from warmup_jax.model.flops import ThroughputMeter, flops_per_token, peak_flops_per_device
@@ -105,6 +107,42 @@ class Trainer:
             self._release_lock()
             raise
 
+    def _check_resume(self, step: int) -> None:
+        """The config may continue the run saved at ``step``; records the changes allowed."""
+        changes = self.checkpointer.check_compatible(
+            step, config_dict(self.config), allow_changes=self.config.train.allow_config_change
+        )
+        self.config_changes = [f"{field}: {before!r} -> {now!r}" for field, before, now in changes]
+        for change in self.config_changes:
+            self.progress.message(f"resuming with a changed config: {change}")
+
+    def _restore_newest_valid(self, abstract_state: Any) -> int:
+        """Restores the newest checkpoint that reads and verifies; says which were skipped and why."""
+        skipped = []
+        for step in reversed(self.checkpointer.all_steps()):
+            try:
+                self._check_resume(step)
+                restored, loader_state = self.checkpointer.restore(step, abstract_state, config_dict(self.config))
+                self.loader.set_state(loader_state)
+            except CorruptCheckpointError as e:
+                skipped.append(str(e))
+                continue
+            except ValueError as e:  # the loader refused the saved iterator state
+                skipped.append(f"checkpoint {self.checkpointer.directory}/{step}: {e}")
+                continue
+            self.state = TrainState(*restored) if not isinstance(restored, TrainState) else restored
+            if skipped and self.is_main:  # always said, even by a quiet run: work was lost
+                for reason in skipped:
+                    print(f"warning: skipped {reason}", file=sys.stderr, flush=True)
+                print(f"warning: resumed from step {step}, the newest checkpoint that verifies", file=sys.stderr)
+            self.progress.message(f"resumed from step {step} in {self.checkpointer.directory}")
+            return step
+        raise CheckpointError(
+            f"no checkpoint in {self.checkpointer.directory} can be resumed: "
+            + " | ".join(skipped)
+            + "; delete the folder's checkpoints/ to start afresh, or choose another train.out_dir"
+        )
+
     def _release_lock(self) -> None:
         if self.run_lock is not None:
             self.run_lock.release()
@@ -131,12 +169,10 @@ class Trainer:
         config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
         self.config = config
         if latest is not None:
-            changes = self.checkpointer.check_compatible(
-                latest, config_dict(config), allow_changes=tc.allow_config_change
-            )
-            self.config_changes = [f"{field}: {before!r} -> {now!r}" for field, before, now in changes]
-            for change in self.config_changes:
-                self.progress.message(f"resuming with a changed config: {change}")
+            # Before the expensive set-up, so that an incompatible run fails now; a corrupt newest
+            # checkpoint is left to the restore below, which falls back to an older one.
+            with contextlib.suppress(CorruptCheckpointError):
+                self._check_resume(latest)
         self.progress.message(f"data: {self.data.description}")
 
         self.mesh = mesh_lib.make_mesh(tc.mesh_fsdp)
@@ -199,11 +235,7 @@ class Trainer:
             num_workers=config.data.num_workers,
         )
         if latest is not None:
-            abstract = abstract_like(abstract_state, self.state_shardings)
-            restored, loader_state = self.checkpointer.restore(latest, abstract, config_dict(config))
-            self.state = TrainState(*restored) if not isinstance(restored, TrainState) else restored
-            self.loader.set_state(loader_state)
-            self.progress.message(f"resumed from step {latest} in {self.checkpointer.directory}")
+            latest = self._restore_newest_valid(abstract_like(abstract_state, self.state_shardings))
         else:
             self.state = jax.jit(init_state, out_shardings=self.state_shardings)()
             if needs_initial_gradient(config.optim):
