@@ -173,6 +173,11 @@ class Config:
                 f"train.seq_len={self.train.seq_len} is longer than the position table "
                 f"(model.block_size={self.model.block_size}); allowed: seq_len <= {self.model.block_size}"
             )
+        if self.data.seq_len_warmup_steps and self.data.seq_len_min > self.train.seq_len:
+            raise ConfigError(
+                f"data.seq_len_min={self.data.seq_len_min} is longer than train.seq_len={self.train.seq_len}; "
+                f"allowed: seq_len_min <= {self.train.seq_len}"
+            )
         if num_devices is not None:
             if num_devices % self.train.mesh_fsdp:
                 raise ConfigError(f"train.mesh_fsdp={self.train.mesh_fsdp} does not divide the {num_devices} devices")

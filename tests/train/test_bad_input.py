@@ -50,12 +50,18 @@ def _cli(overrides, *extra):
         ("train.seed=1e30", "is out of range; allowed: 0 <= seed <= 4294967295"),
         ("metrics.momentum_beta=abc", "metrics.momentum_beta='abc' is not a number"),
         ("metrics.momentum_beta=nan", "metrics.momentum_beta=nan is not a finite number"),
+        ("model.compute_dtype=float16", "'float16' is not supported on CPU"),
     ],
 )
 def test_bad_config_values_exit_2_naming_the_field(tiny_overrides, tmp_path, capsys, override, expected):
     assert _cli(tiny_overrides, override) == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()  # failed before any work
+
+
+def test_a_sequence_length_warmup_longer_than_the_context_is_refused(tiny_overrides, capsys):
+    assert _cli(tiny_overrides, "data.seq_len_warmup_steps=4", "data.seq_len_min=64") == 2
+    assert "data.seq_len_min=64 is longer than train.seq_len=32" in capsys.readouterr().err
 
 
 def test_missing_corpus_folder(tiny_overrides, tmp_path, capsys):

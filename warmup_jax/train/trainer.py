@@ -89,6 +89,11 @@ class Trainer:
 
     def __init__(self, config: Config, *, quiet: bool = False):
         config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
+        if jax.default_backend() == "cpu" and "float16" in (config.model.compute_dtype, config.model.param_dtype):
+            raise ConfigError(
+                "model.compute_dtype / model.param_dtype 'float16' is not supported on CPU (XLA's CPU dot "
+                "products refuse it); allowed there: 'float32' or 'bfloat16'"
+            )
         check_optimizer_config(config.optim)
         check_optimizer_fits_training(config.optim, config.train)
         tc = config.train
