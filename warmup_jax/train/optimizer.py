@@ -96,7 +96,9 @@ def check_optimizer_config(optim_cfg) -> OptimizerFactory:
     except (ValueError, TypeError) as e:
         message = str(e)
         named = message.split("=", 1)[0] in optim_cfg.hparams
-        raise ConfigError(f"optim.hparams.{message}" if named else f"optim.hparams: {message}") from None
+        if not named:
+            message = f"={dict(optim_cfg.hparams)!r} is not accepted by optimizer {optim_cfg.name!r}: {message}"
+        raise ConfigError(f"optim.hparams.{message}" if named else f"optim.hparams{message}") from None
     return recipes.get_recipe(optim_cfg.name)
 
 
