@@ -277,9 +277,11 @@ def _legend(ax, **kwargs) -> None:
         ax.legend(**kwargs)
 
 
-def _log_lr_axis(ax) -> None:
+def _log_lr_axis(ax, lrs: Sequence[float]) -> None:
+    """A log LR axis labelled at the grid's values (the minor labels of factor-2 grids collide)."""
     ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())  # factor-2 grids: the minor labels collide
+    ax.set_xticks(list(lrs), [_lr(x) for x in lrs], rotation=30)
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _loss_vs_lr(ax, cells: Cells, label: str, warmups: Sequence[float]) -> None:
@@ -304,7 +306,7 @@ def _loss_vs_lr(ax, cells: Cells, label: str, warmups: Sequence[float]) -> None:
             means += ys
     for lr, color in crosses:
         ax.scatter([lr], [max(means, default=0.0)], marker="x", color=color, s=40, zorder=3)
-    _log_lr_axis(ax)
+    _log_lr_axis(ax, cells.lrs[label])
     ax.set(xlabel="peak learning rate", ylabel="final validation loss", title=label)
     ax.grid(alpha=0.3)
 
@@ -426,7 +428,7 @@ def figure_pilot(pilot: Sequence[dict[str, Any]], folder: str, name: str) -> str
             ax.plot(
                 *zip(*[(x, y) for x, y in points if math.isfinite(y)]), marker="o", color=color, label=f"{warmup} steps"
             )
-        _log_lr_axis(ax)
+        _log_lr_axis(ax, sorted({r["values"]["optim.lr"] for r in pilot}))
         ax.set(xlabel="peak learning rate", ylabel="final validation loss", title=f"AdamW, B = {batch}")
         ax.grid(alpha=0.3)
         ax.legend(title="warmup", fontsize=8)

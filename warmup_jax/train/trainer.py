@@ -118,8 +118,6 @@ class Trainer:
             step, config_dict(self.config), allow_changes=self.config.train.allow_config_change
         )
         self.config_changes = [f"{field}: {before!r} -> {now!r}" for field, before, now in changes]
-        for change in self.config_changes:
-            self.progress.message(f"resuming with a changed config: {change}")
 
     def _restore_newest_valid(self, abstract_state: Any) -> int:
         """Restores the newest checkpoint that reads and verifies; says which were skipped and why."""
@@ -141,6 +139,8 @@ class Trainer:
                     print(f"warning: skipped {reason}", file=sys.stderr, flush=True)
                 print(f"warning: resumed from step {step}, the newest checkpoint that verifies", file=sys.stderr)
             self.progress.message(f"resumed from step {step} in {self.checkpointer.directory}")
+            for change in self.config_changes:
+                self.progress.message(f"resuming with a changed config: {change}")
             return step
         raise CheckpointError(
             f"no checkpoint in {self.checkpointer.directory} can be resumed: "
