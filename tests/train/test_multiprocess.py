@@ -2,7 +2,8 @@
 
 Two processes with two CPU devices each (gloo collectives, coordinator on 127.0.0.1) train the
 tiny config for a few steps, each loading only its own rows of every batch; their losses must
-equal those of one process with four devices.
+equal those of one process with four devices. Then each run's checkpoint is resumed by the other
+process count, and the two continuations must agree.
 """
 
 import json
@@ -83,3 +84,12 @@ def test_two_processes_equal_one(tiny_overrides, tmp_path):
     for step, loss in one["train"].items():
         assert abs(two[0]["train"][step] - loss) <= 1e-5 * abs(loss)
     assert abs(two[0]["eval"]["3"] - one["eval"]["3"]) <= 1e-5 * one["eval"]["3"]
+
+    # Each run's checkpoint continued by the other process count: 1 process resumes the 2-process
+    # run, 2 processes resume the 1-process run; both go on alike (to 5 steps, a logged change).
+    more = [*overrides, "train.steps=5", "train.eval_interval=5", "train.resume=true", "train.allow_config_change=true"]
+    (from_two,) = _launch(tmp_path, "two", 1, 4, more)
+    from_one = _launch(tmp_path, "one", 2, 2, more)
+    assert sorted(from_two["train"]) == ["4", "5"]
+    for step, loss in from_two["train"].items():
+        assert abs(from_one[0]["train"][step] - loss) <= 1e-5 * abs(loss)
