@@ -12,6 +12,7 @@ missing, and a claim whose deciding cells are incomplete is "pending".
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import math
 import os
@@ -24,6 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from warmup_jax.sweep.report import mean_curve
 from warmup_jax.sweep.runner import latest_records, read_records
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -183,27 +185,21 @@ def claims(cells: Cells) -> list[dict[str, str]]:
     gaps = {label: Gap(cells, label) for label in compare.VARIANTS}
     out = []
 
-    def needs_warmup(label: str, text: str) -> None:
+    def gap_claim(label: str, text: str, *, warmup_helps: bool) -> None:
+        """A claim about one optimizer's gap: that warmup helps (``warmup_helps``) or does not."""
         gap = gaps[label]
         sign = gap.sign() if gap.ready else "?"
+        helps, not_helps = sign == "+", sign in ("0", "-")
         out.append(
             dict(
                 claim=text,
-                verdict=_verdict(gap.ready, sign == "+", sign in ("0", "-")),
+                verdict=_verdict(gap.ready, helps if warmup_helps else not_helps, not_helps if warmup_helps else helps),
                 evidence=f"no warmup {gap.no.describe()}; 5 % warmup {gap.yes.describe()}; {gap.describe()}",
             )
         )
 
-    def no_benefit(label: str, text: str) -> None:
-        gap = gaps[label]
-        sign = gap.sign() if gap.ready else "?"
-        out.append(
-            dict(
-                claim=text,
-                verdict=_verdict(gap.ready, sign in ("0", "-"), sign == "+"),
-                evidence=f"no warmup {gap.no.describe()}; 5 % warmup {gap.yes.describe()}; {gap.describe()}",
-            )
-        )
+    needs_warmup = functools.partial(gap_claim, warmup_helps=True)
+    no_benefit = functools.partial(gap_claim, warmup_helps=False)
 
     needs_warmup("AdamW", "AdamW without warmup is clearly worse than with warmup (Fig. 1)")
     needs_warmup("LionA", "LionA (ℓ2 update control) still benefits from warmup (Fig. 2)")
@@ -256,22 +252,6 @@ def _save(fig: Figure, folder: str, name: str) -> str:
     return path
 
 
-def _mean_curve(curves: Sequence[dict[str, list]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    points: dict[int, list[float]] = {}
-    for curve in curves:
-        for step, value in zip(curve["step"], curve["value"]):
-            if value is not None:
-                points.setdefault(step, []).append(value)
-    steps = np.array(sorted(points))
-    values = [points[s] for s in steps]
-    return (
-        steps,
-        np.array([np.mean(v) for v in values]),
-        np.array([min(v) for v in values]),
-        np.array([max(v) for v in values]),
-    )
-
-
 def _legend(ax, **kwargs) -> None:
     if ax.get_legend_handles_labels()[0]:  # nothing drawn yet: no empty legend
         ax.legend(**kwargs)
@@ -319,7 +299,7 @@ def _curves(ax, cells: Cells, label: str, lr: float | None, name: str, warmups: 
         curves = cells.curve(label, warmup, lr, name)
         if not curves:
             continue
-        steps, mean, low, high = _mean_curve(curves)
+        steps, mean, low, high = mean_curve(curves)
         if log_y:
             mean, low, high = (np.where(a > 0, a, np.nan) for a in (mean, low, high))
         ax.plot(steps, mean, color=color, lw=1.6, label=_warmup(warmup))
@@ -390,7 +370,7 @@ def figure_snr(cells: Cells, folder: str) -> str | None:
     for lr, color in zip(cells.lrs[label], COLORS[1:] + COLORS[1:]):
         curves = cells.curve(label, NO, lr, "snr")
         if curves:
-            steps, mean, _, _ = _mean_curve(curves)
+            steps, mean, _, _ = mean_curve(curves)
             ax.plot(steps, mean, color=color, lw=1.4, label=f"LR {_lr(lr)}")
             drawn = True
     if not drawn:

@@ -33,7 +33,7 @@ from warmup_jax.errors import ConfigError
 from warmup_jax.sweep.runner import duration, latest_records, read_records
 from warmup_jax.sweep.study import format_value, load_study, plan_cells
 
-__all__ = ["GroupSummary", "load_records", "summarize", "write_report"]
+__all__ = ["GroupSummary", "load_records", "mean_curve", "summarize", "write_report"]
 
 DEFAULT_SEED_KEY = "train.seed"
 DEFAULT_LR_KEY = "optim.lr"
@@ -238,7 +238,7 @@ def plot_final_loss_vs_lr(
     return _save(fig, folder, "final_loss_vs_lr")
 
 
-def _mean_curve(curves: Sequence[dict[str, list]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mean_curve(curves: Sequence[dict[str, list]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Steps, mean, min and max over the curves at every step any of them has a value."""
     points: dict[int, list[float]] = {}
     for curve in curves:
@@ -292,7 +292,7 @@ def plot_curves(
             members = [r for r in members if panel is None or format_value(r["values"].get(panel_key)) == panel]
             if not members:
                 continue
-            steps, mean, low, high = _mean_curve([get(r) for r in members])
+            steps, mean, low, high = mean_curve([get(r) for r in members])
             if log_y:  # a zero update (the first step of a warmup from 0) has no place on a log axis
                 mean, low, high = (np.where(a > 0, a, np.nan) for a in (mean, low, high))
             ax.plot(steps, mean, color=color, lw=1.8)
