@@ -26,7 +26,7 @@ import re
 import signal
 import sys
 
-from warmup_jax.errors import CheckpointError, ConfigError, NonFiniteError
+from warmup_jax.errors import CheckpointError, CheckpointSaveError, ConfigError, NonFiniteError
 
 DEFAULT_CONFIG = "quickstart"
 
@@ -337,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     absl_logging.set_verbosity(absl_logging.ERROR)  # tfds/orbax chatter; our progress goes to the console
     try:
         return args.func(args)
+    except CheckpointSaveError as e:  # the run itself was fine: its storage failed
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except (ConfigError, CheckpointError, CorpusError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -349,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`... --list | head`): stop quietly, as `ls | head` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 128 + signal.SIGPIPE
+    except OSError as e:  # a log or a report cannot be written (disk full, the folder vanished)
+        where = f" {e.filename!r}:" if e.filename else ""
+        print(f"error: cannot write{where} {e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

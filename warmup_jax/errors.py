@@ -22,6 +22,10 @@ class CorruptCheckpointError(CheckpointError):
     """A checkpoint cannot be read or fails its integrity check (an older one may still be good)."""
 
 
+class CheckpointSaveError(CheckpointError):
+    """A checkpoint cannot be written (no space, the folder vanished); older ones are kept."""
+
+
 class NonFiniteError(FloatingPointError):
     """Training produced a non-finite loss, gradient or parameter (``train.on_nonfinite``)."""
 

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 from pathlib import Path
 
+# A cache this process cannot write to (a read-only mount shared by a cluster, another user's
+# folder) needs no lock: this process can only read it, and the first write it attempts fails.
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
 
 @contextlib.contextmanager
 def file_lock(path: Path):
-    """Holds an exclusive advisory lock on `path` (created if needed) for the with-block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    """Holds an exclusive advisory lock on `path` (created if needed) for the with-block.
+
+    On a cache that cannot be written, the block runs without a lock (readers need none)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 -- closed below
+    except OSError as e:
+        if e.errno not in _READ_ONLY:
+            raise
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

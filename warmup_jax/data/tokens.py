@@ -9,7 +9,9 @@ without it is tokenized again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import time
@@ -65,9 +67,32 @@ class TextSplits:
 
 
 def prepare_data(cfg: DataConfig) -> PreparedData:
-    """Fetches, splits, tokenizes (each once, cached) and opens the data `cfg` describes."""
+    """Fetches, splits, tokenizes (each once, cached) and opens the data `cfg` describes.
+
+    A cache that is complete for `cfg` may be read-only. An I/O failure (a read-only or full
+    cache that still lacks something) is a CorpusError naming the path; what was finished stays
+    cached, and a half-written file is never taken for a finished one.
+    """
     cfg.validate()
     cache = cfg.resolved_cache_dir()
+    try:
+        return _prepare_data(cfg, cache)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        path = e.filename or cache
+        hint = (
+            "free space there, or set data.cache_dir to a folder with room"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "set data.cache_dir to a writable folder (a read-only cache serves runs once it holds their "
+            "data: `warmup-jax prepare-data` fills one)"
+        )
+        raise CorpusError(
+            f"data.cache_dir={str(cache)!r}: cannot prepare the data, {str(path)!r}: {e.strerror or e}; {hint}"
+        ) from None
+
+
+def _prepare_data(cfg: DataConfig, cache: Path) -> PreparedData:
     if cfg.source == "nanogpt_bin":
         return _open_nanogpt_bin(cfg.path, cache)
     splits = open_text_splits(cfg)
@@ -207,7 +232,8 @@ def check_token_ids(path: Path, tokens: np.ndarray, vocab_size: int, cache: Path
                 f"{str(path)!r} holds id {int(block[at])} at token {start + at:,}; ids must be < {vocab_size} "
                 "(a stream of GPT-2 token ids)"
             )
-    write_json_atomic(marker, {"path": str(path), "size": stat.st_size, "tokens": len(tokens)})
+    with contextlib.suppress(OSError):  # a read-only cache: the scan is repeated next time
+        write_json_atomic(marker, {"path": str(path), "size": stat.st_size, "tokens": len(tokens)})
 
 
 def _open_nanogpt_bin(folder: str, cache: Path) -> PreparedData:

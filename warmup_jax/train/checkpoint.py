@@ -11,6 +11,11 @@ so the value does not depend on the sharding or the number of processes) and SHA
 the data-iterator state and the config. A restore recomputes them and names the first tensor (or
 item) that differs: a flipped byte, a truncated file or an edited iterator step is refused instead
 of restored silently.
+
+Storage: before a run and before each save, the folder must have room for one more checkpoint
+(the state's bytes); a save that fails anyway (the disk filled meanwhile, the folder vanished) is
+one CheckpointSaveError naming the checkpoint, the reason and the newest complete checkpoint, which
+is kept, and the half-written folder is removed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ import gc
 import hashlib
 import json
 import logging
+import math
 import os
+import re
+import shutil
 import sys
 from typing import Any
 
@@ -28,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from warmup_jax.errors import CheckpointError, CorruptCheckpointError
+from warmup_jax.errors import CheckpointError, CheckpointSaveError, CorruptCheckpointError
 
 # Config fields that must agree between a checkpoint and the run that resumes it.
 _MUST_MATCH = (
@@ -86,25 +94,59 @@ def config_changes(saved: dict, now: dict) -> list[tuple[str, Any, Any]]:
     return [(f, before[f], after.get(f)) for f in sorted(before) if not free(f) and before[f] != after.get(f)]
 
 
-def _discard_failed_reads() -> None:
-    """Frees the reads of a failed restore now, without asyncio's report of each one.
+def _discard_failed_io() -> None:
+    """Frees the reads or writes of a failed restore or save now, without asyncio's report of each.
 
-    Orbax reads the arrays of a checkpoint as concurrent asyncio tasks; when one fails, the others'
-    errors are never retrieved, and asyncio logs a full traceback for every such task whenever the
-    garbage collector happens to free it (thousands of lines, at an unrelated later moment); reads
-    still pending report their closing as an unraisable exception. The error that matters has
-    already been turned into a CheckpointError.
+    Orbax reads and writes the arrays of a checkpoint as concurrent asyncio tasks; when one fails,
+    the others' errors are never retrieved, and asyncio logs a full traceback for every such task
+    whenever the garbage collector happens to free it (thousands of lines, at an unrelated later
+    moment); tasks still pending report their closing as an unraisable exception. The error that
+    matters has already been turned into a CheckpointError.
     """
-    logger = logging.getLogger("asyncio")
-    disabled, logger.disabled = logger.disabled, True
-    # Reads still pending are closed by the collector, and each reports its GeneratorExit as an
-    # "exception ignored" through sys.unraisablehook: the same failure again.
-    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
-    try:
+    with _QuietOrbax():
         gc.collect()
-    finally:
-        sys.unraisablehook = hook
-        logger.disabled = disabled
+
+
+class _QuietOrbax:
+    """Silences orbax's own report of a failing read or write while it runs (a traceback per
+    array from its worker threads and asyncio): the failure is reported once, by us."""
+
+    def __enter__(self):
+        self._loggers = [logging.getLogger(name) for name in ("asyncio", "absl")]
+        self._disabled = [logger.disabled for logger in self._loggers]
+        for logger in self._loggers:
+            logger.disabled = True
+        self._hooks = sys.unraisablehook, sys.excepthook
+        sys.unraisablehook = lambda unraisable: None
+        sys.excepthook = lambda *exc_info: None
+        return self
+
+    def __exit__(self, *exc_info):
+        sys.unraisablehook, sys.excepthook = self._hooks
+        for logger, disabled in zip(self._loggers, self._disabled):
+            logger.disabled = disabled
+        return False
+
+
+def _io_reason(error: BaseException) -> str:
+    """The operating system's words for a failed write (orbax wraps them in long messages)."""
+    code = re.search(r"os_error_code='?(\d+)", str(error))
+    if code:
+        return os.strerror(int(code.group(1)))
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
+
+
+def state_bytes(tree: Any) -> int:
+    """Bytes of every array in ``tree`` (global sizes; arrays or their shapes): what a checkpoint
+    of it writes."""
+    return sum(math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree))
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
 
 
 def _lookup(d: dict, dotted: str) -> Any:
@@ -171,21 +213,54 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
+    def check_space(self, state: Any) -> None:
+        """CheckpointSaveError unless the folder has room for one more checkpoint of ``state``."""
+        needed = state_bytes(state) * 101 // 100 + (256 << 10)  # the arrays, plus metadata
+        free = shutil.disk_usage(self.directory).free
+        if free < needed:
+            raise CheckpointSaveError(
+                f"{self.directory} has {_megabytes(free)} free, and a checkpoint of this run needs about "
+                f"{_megabytes(needed)}; {self._kept()}. Free space there or choose another train.out_dir"
+            )
+
     def save(self, step: int, state: Any, loader_state: dict, config: dict) -> None:
+        """Saves ``step``, or raises CheckpointSaveError with the older checkpoints intact."""
         if step in self._manager.all_steps():
             return
+        self.check_space(state)
         integrity = {"arrays": array_fingerprints(state), "data": _digest(loader_state), "config": _digest(config)}
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                data=ocp.args.JsonSave(loader_state),
-                config=ocp.args.JsonSave(config),
-                integrity=ocp.args.JsonSave(integrity),
-            ),
-            force=True,
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data=ocp.args.JsonSave(loader_state),
+            config=ocp.args.JsonSave(config),
+            integrity=ocp.args.JsonSave(integrity),
         )
-        self._manager.wait_until_finished()
+        try:
+            with _QuietOrbax():
+                self._manager.save(step, args=args, force=True)
+                self._manager.wait_until_finished()
+        except Exception as e:  # orbax raises many types for a failed write
+            reason = _io_reason(e)
+        else:
+            return
+        # Outside the except block, so that nothing references the failed writes any more.
+        _discard_failed_io()
+        self._remove_partial(step)
+        raise CheckpointSaveError(f"cannot save checkpoint {self._step_dir(step)}: {reason}; {self._kept()}")
+
+    def _kept(self) -> str:
+        steps = [s for s in self.all_steps() if os.path.isdir(self._step_dir(s))]
+        if not steps:
+            return "no checkpoint of this run is complete yet"
+        return f"the newest complete checkpoint, {self._step_dir(steps[-1])}, is kept (resume from it with --resume)"
+
+    def _remove_partial(self, step: int) -> None:
+        """Removes what a failed save of ``step`` left (orbax's temporary folder)."""
+        if jax.process_index() != 0:
+            return
+        for name in os.listdir(self.directory):
+            if name.startswith(f"{step}.orbax-checkpoint-tmp"):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
     def check_compatible(self, step: int, config: dict, *, allow_changes: bool = False) -> list[tuple[str, Any, Any]]:
         """Raises CheckpointError if ``config`` cannot continue the run saved at ``step``.
@@ -249,7 +324,7 @@ class Checkpointer:
         except Exception as e:  # orbax raises many types for unreadable files
             reason = f"{type(e).__name__}: {e}"
         # Outside the except block, so that nothing references the failed read any more.
-        _discard_failed_reads()
+        _discard_failed_io()
         raise CorruptCheckpointError(
             f"checkpoint {self._step_dir(step)} ({item}) cannot be read: {reason}. "
             "It is corrupt or was written by an incompatible run; delete it to fall back to an older "

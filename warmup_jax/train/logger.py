@@ -43,6 +43,7 @@ class MetricLogger:
         self.enabled = enabled
         self._writer = None
         self._file = None
+        self._failed = False  # a write failed: closing fails the same way, and says nothing new
         if not enabled:
             return
         os.makedirs(out_dir, exist_ok=True)
@@ -59,8 +60,12 @@ class MetricLogger:
         if not self.enabled:
             return
         clean = {k: (float(v) if not isinstance(v, str) else v) for k, v in metrics.items()}
-        self._file.write(json.dumps({"step": int(step), **clean}, allow_nan=True) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps({"step": int(step), **clean}, allow_nan=True) + "\n")
+            self._file.flush()
+        except OSError as e:  # a full disk: name the file (the error of a write does not)
+            self._failed = True
+            raise OSError(e.errno, e.strerror, self.path) from None
         if self._writer is not None:
             for key, value in clean.items():
                 if not isinstance(value, str) and math.isfinite(value):
@@ -68,7 +73,11 @@ class MetricLogger:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as e:
+                if not self._failed:
+                    raise OSError(e.errno, e.strerror, self.path) from None
         if self._writer is not None:
             self._writer.close()
 

@@ -148,6 +148,19 @@ class Trainer:
             + "; delete the folder's checkpoints/ to start afresh, or choose another train.out_dir"
         )
 
+    @staticmethod
+    def _check_eval_windows(tc, val_tokens: int) -> None:
+        """ConfigError unless the validation stream holds train.eval_batches batches of distinct
+        windows (more would evaluate the same text again, and materialize it all at the first eval)."""
+        windows = val_tokens - tc.seq_len  # distinct start positions
+        most = windows // tc.micro_batch_size
+        if tc.eval_batches > most:
+            raise ConfigError(
+                f"train.eval_batches={tc.eval_batches} asks for {tc.eval_batches * tc.micro_batch_size:,} validation "
+                f"windows of train.seq_len={tc.seq_len}, but the validation stream ({val_tokens:,} tokens) holds "
+                f"{windows:,} distinct ones; allowed: 1 <= eval_batches <= {most:,}"
+            )
+
     def _release_lock(self) -> None:
         if self.run_lock is not None:
             self.run_lock.release()
@@ -170,6 +183,7 @@ class Trainer:
                     f"the {split} stream of {self.data.description.splitlines()[0]} has {len(tokens)} tokens, fewer "
                     f"than one window of train.seq_len={tc.seq_len} (+1); use more text or a shorter train.seq_len"
                 )
+        self._check_eval_windows(tc, len(self.data.val_tokens))
         config = resolve_vocab(config, self.data.vocab_size)
         config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
         self.config = config
@@ -196,6 +210,7 @@ class Trainer:
         # Initialise parameters and optimizer state directly in their sharded layout.
         abstract_state = jax.eval_shape(lambda p: init_train_state(p, self.tx, tc.seed), abstract_params)
         self.state_shardings = mesh_lib.state_shardings(abstract_state, self.mesh)
+        self.checkpointer.check_space(abstract_state)  # now, not at the first save hours later
 
         def init_state():
             _, params = gpt.init_params(config.model, jax.random.key(tc.seed))
