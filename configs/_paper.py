@@ -3,7 +3,8 @@
 12 layers, 12 heads, d=768, context 1024, batch 480 sequences (~0.49M tokens) as 40 micro-batches
 of 12, 5000 steps (~2.46B tokens, ~20 tokens per parameter), global-norm clipping at 1.0, a
 trapezoid schedule with a 50 % linear cooldown to 0, bfloat16 compute, float32 parameters and
-optimizer state. Data: nanoGPT-style OpenWebText ``train.bin`` / ``val.bin`` (uint16 GPT-2 token
+optimizer state. The blocks run under ``lax.scan`` (``model.scan_layers``): the same model, and its
+step with the per-layer update metrics compiles in a third of the time of the looped one. Data: nanoGPT-style OpenWebText ``train.bin`` / ``val.bin`` (uint16 GPT-2 token
 ids) in ``data.path``; this repository never downloads them.
 
 Each config fixes the optimizer (its recipe and hyperparameters, ``OPTIMIZERS``) and a starting
@@ -58,7 +59,9 @@ def paper_config(suffix: str) -> Config:
     name = "gpt2_124m" if suffix == "adamw" else f"gpt2_124m_{suffix}"
     return Config(
         name=name,
-        model=ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, compute_dtype="bfloat16"),
+        model=ModelConfig(
+            n_layer=12, n_head=12, n_embd=768, block_size=1024, compute_dtype="bfloat16", scan_layers=True
+        ),
         data=DataConfig(source="nanogpt_bin", path="data/openwebtext", tokenizer="gpt2"),
         optim=OptimConfig(
             name=opt.name,

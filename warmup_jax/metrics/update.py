@@ -33,9 +33,10 @@ Names are ``<metric>/<tensor>`` with dotted paths (``update_l2/blocks.0.attn.qkv
 ``blocks/<i>``) and ``<metric>/global``. Group angles are the angle of the concatenation of the
 group's matrices; group RRC is the mean over the group's Dense layers; group SNR sums signal and
 noise over the group's tensors (the estimator is linear in them). Layers stored stacked (a leading
-layer axis, as ``nnx.scan`` over blocks makes them) are split back into these per-layer names first
-(``stacked=`` of :func:`update_metrics`; the family functions take per-layer trees, see
-:func:`split_stacked`).
+layer axis, as ``nnx.scan`` over blocks makes them; ``stacked=`` of every function) get the same
+per-layer names, but each statistic is computed for all layers in one reduction that keeps the
+layer axis: the compiled metrics then cost a few operations per stacked tensor instead of a few per
+tensor and layer, and their compile time does not grow with depth.
 """
 
 from __future__ import annotations
@@ -96,13 +97,19 @@ def relative_representation_change(
 ) -> jax.Array:
     r""":math:`\|X \Delta K\|_F / \|X K\|_F` for a Flax Dense kernel ``(in, out)``.
 
-    Pass either the layer's (bias-free) outputs ``y_NxO = X K`` or the kernel ``K``.
+    Pass either the layer's (bias-free) outputs ``y_NxO = X K`` or the kernel ``K``. Leading axes
+    (stacked layers: ``(L, N, C)`` and ``(L, C, O)``) give one value per index.
     """
     x = x_NxC.astype(jnp.float32)
-    change = jnp.linalg.norm(x @ delta_CxO.astype(jnp.float32))
+    change = _frobenius(x @ delta_CxO.astype(jnp.float32))
     if y_NxO is None:
         y_NxO = x @ kernel_CxO.astype(jnp.float32)
-    return _ratio(change, jnp.linalg.norm(y_NxO.astype(jnp.float32)))
+    return _ratio(change, _frobenius(y_NxO.astype(jnp.float32)))
+
+
+def _frobenius(x_NxO: jax.Array) -> jax.Array:
+    """Frobenius norm over the last two axes (leading axes, e.g. stacked layers, are kept)."""
+    return jnp.sqrt(jnp.sum(jnp.square(x_NxO), axis=(-2, -1)))
 
 
 def find_first_moment(opt_state: Any, params: Params) -> dict[str, jax.Array] | None:
@@ -132,12 +139,13 @@ def update_metrics(
     grad_clip: float = 0.0,
     captured: dict[str, tuple[jax.Array, jax.Array | None]] | None = None,
     stacked: Sequence[str] = (),
+    split_layers: bool = True,
 ) -> dict[str, jax.Array]:
     r"""All update metrics of one step as a flat ``{name: float32 scalar}`` dict.
 
     The union of :func:`norm_and_angle_metrics`, :func:`rrc_metrics` (with ``captured``),
     :func:`snr_metrics` (with ``grads`` and ``micro_batch_stats`` of ``K >= 2`` micro-batches) and
-    :func:`momentum_metrics` (with ``grads`` and ``first_moment``), after splitting stacked layers.
+    :func:`momentum_metrics` (with ``grads`` and ``first_moment``).
 
     Args:
         params_old: :math:`w_t`, the parameters before the update.
@@ -154,37 +162,37 @@ def update_metrics(
         captured: ``{layer path: (x_NxC, y_NxO)}`` from :func:`warmup_jax.model.gpt.forward_capturing_dense`
             (``y`` is None for a tied head, whose kernel is the transposed ``<layer>/embedding``).
         stacked: path prefixes under which tensors are stored stacked, with a leading layer axis
-            (layers made with ``nnx.vmap``/``nnx.scan``), e.g. ``("blocks",)``. Every input is split
-            back into per-layer entries first (:func:`split_stacked`), so ``blocks/attn/qkv/kernel``
-            of shape ``(L, in, out)`` is reported as ``blocks.0.attn.qkv.kernel`` ... and grouped into
-            ``blocks.<i>``. Captured inputs and outputs of stacked layers carry the layer axis first
-            (``(L, N, C)``); their per-tensor ``micro_batch_stats`` sums must be per layer (shape
-            ``(L,)``, see :func:`sq_norms`).
+            (layers made with ``nnx.vmap``/``nnx.scan``), e.g. ``("blocks",)``. Their statistics are
+            computed for all layers at once (reductions keep the layer axis) and reported under
+            per-layer names: ``blocks/attn/qkv/kernel`` of shape ``(L, in, out)`` gives
+            ``blocks.0.attn.qkv.kernel`` ... and the groups ``blocks.<i>``, exactly as the same
+            layers stored one by one. Captured inputs and outputs of stacked layers carry the layer
+            axis first (``(L, N, C)``); their per-tensor ``micro_batch_stats`` sums must be per
+            layer (shape ``(L,)``, see :func:`sq_norms`).
+        split_layers: False keeps the entries of stacked tensors and of their layer groups as
+            ``(L,)`` vectors, named with :data:`LAYER` in place of the index
+            (``update_l2/blocks.<layer>.attn.qkv.kernel``); :func:`per_layer_names` splits them. A
+            compiled step returns far fewer values that way (the trainer's step does).
 
     Returns:
         The metrics, named as described in the module docstring.
     """
-    old = _per_layer(params_old, stacked)
-    new = _per_layer(params_new, stacked)
-    if micro_batch_stats is not None:
-        micro_batch_stats = _split_micro_batch_stats(micro_batch_stats, stacked)
-    out = norm_and_angle_metrics(old, new)
+    out = _norm_and_angle_values(params_old, params_new, stacked=stacked)
     if captured:
-        out.update(rrc_metrics(old, new, split_stacked(captured, stacked)))
+        out.update(_rrc_values(params_old, params_new, captured, stacked=stacked))
     if grads is not None:
-        grads = _per_layer(grads, stacked)
         if micro_batch_stats is not None:
-            out.update(snr_metrics(grads, micro_batch_stats))
+            out.update(_snr_values(grads, micro_batch_stats, stacked=stacked))
         if first_moment:
             out.update(
-                momentum_metrics(
-                    grads, split_stacked(first_moment, stacked), momentum_beta=momentum_beta, grad_clip=grad_clip
-                )
+                _momentum_values(grads, first_moment, momentum_beta=momentum_beta, grad_clip=grad_clip, stacked=stacked)
             )
-    return out
+    return per_layer_names(out) if split_layers else out
 
 
-def norm_and_angle_metrics(params_old: Params, params_new: Params) -> dict[str, jax.Array]:
+def norm_and_angle_metrics(
+    params_old: Params, params_new: Params, *, stacked: Sequence[str] = ()
+) -> dict[str, jax.Array]:
     r"""Update size and direction of every tensor, of every layer and of all tensors together.
 
     For :math:`a = w_t` and :math:`b = w_{t+1}` (one tensor, or the concatenation of a group's
@@ -212,13 +220,22 @@ def norm_and_angle_metrics(params_old: Params, params_new: Params) -> dict[str, 
 
     Args:
         params_old: :math:`w_t`, a parameter tree or a flat ``{path: array}`` dict.
-        params_new: :math:`w_{t+1}`, with the same paths. Stacked layers must be split first
-            (:func:`split_stacked`; :func:`update_metrics` does).
+        params_new: :math:`w_{t+1}`, with the same paths.
+        stacked: path prefixes of tensors stored with a leading layer axis (see
+            :func:`update_metrics`); their statistics are computed for all layers at once.
 
     Returns:
         ``{name: float32 scalar}``, named ``<metric>/<tensor>``, ``<metric>/blocks.<i>`` and
         ``<metric>/global``.
     """
+    return per_layer_names(_norm_and_angle_values(params_old, params_new, stacked=stacked))
+
+
+def _norm_and_angle_values(
+    params_old: Params, params_new: Params, *, stacked: Sequence[str] = ()
+) -> dict[str, jax.Array]:
+    """:func:`norm_and_angle_metrics` with a stacked tensor's entries as ``(L,)`` vectors (names with LAYER)."""
+    layout = _Layout(stacked)
     old, new = _flat(params_old), _flat(params_new)
     out: dict[str, jax.Array] = {}
     sums: dict[str, dict[str, jax.Array]] = {}  # group -> additive per-tensor statistics
@@ -226,20 +243,20 @@ def norm_and_angle_metrics(params_old: Params, params_new: Params) -> dict[str, 
     for path, a in old.items():
         b = new[path]
         a32, b32 = _f32(a), _f32(b)
-        name, groups = _name(path), _groups(path)
+        name, groups, total = layout.name(path), layout.groups(path), layout.total(path)
         # Per-neuron squared norms first (1-D tensors: one neuron); tensor norms are their sums.
-        axes = neuron_axes(path, a.shape) if a.ndim >= 2 else tuple(range(a.ndim))
+        axes = layout.neuron_axes(path, a.shape)
         na2 = jnp.sum(a32 * a32, axis=axes, keepdims=True)
         nb2 = jnp.sum(b32 * b32, axis=axes, keepdims=True)
-        sq_old, sq_new = jnp.sum(na2), jnp.sum(nb2)
-        sq_delta = jnp.sum(jnp.square(b32 - a32))
+        sq_old, sq_new = total(na2), total(nb2)
+        sq_delta = total(jnp.square(b32 - a32))
         out[f"update_l2/{name}"] = jnp.sqrt(sq_delta)
         out[f"weight_norm/{name}"] = jnp.sqrt(sq_new)
         out[f"relative_update/{name}"] = _ratio(jnp.sqrt(sq_delta), jnp.sqrt(sq_old))
         _accumulate(sums, groups, sq_old=sq_old, sq_new=sq_new, sq_delta=sq_delta)
-        if a.ndim < 2:
+        if layout.layer_ndim(path, a.shape) < 2:
             continue
-        d2, theta_sq, count = _neuron_angles(a32, b32, na2, nb2, axes)
+        d2, theta_sq, count = _neuron_angles(a32, b32, na2, nb2, axes, total)
         out[f"angle_neuron_rms/{name}"] = jnp.sqrt(_ratio(theta_sq, count, nan_if_zero=True))
         neuron_stats[path] = (na2, nb2, d2)
         out[f"angle/{name}"] = _combined_angle([(na2, nb2, d2)], sq_old, sq_new)
@@ -251,7 +268,7 @@ def norm_and_angle_metrics(params_old: Params, params_new: Params) -> dict[str, 
         out[f"weight_norm/{group}"] = jnp.sqrt(s["sq_new"])
         out[f"relative_update/{group}"] = _ratio(jnp.sqrt(s["sq_delta"]), jnp.sqrt(s["sq_old"]))
         if "neuron_count" in s:
-            members = [v for p, v in neuron_stats.items() if group in _groups(p)]
+            members = [v for p, v in neuron_stats.items() if group in layout.groups(p)]
             out[f"angle/{group}"] = _combined_angle(members, s["matrix_sq_old"], s["matrix_sq_new"])
             out[f"angle_neuron_rms/{group}"] = jnp.sqrt(
                 _ratio(s["neuron_theta_sq"], s["neuron_count"], nan_if_zero=True)
@@ -260,7 +277,11 @@ def norm_and_angle_metrics(params_old: Params, params_new: Params) -> dict[str, 
 
 
 def rrc_metrics(
-    params_old: Params, params_new: Params, captured: dict[str, tuple[jax.Array, jax.Array | None]]
+    params_old: Params,
+    params_new: Params,
+    captured: dict[str, tuple[jax.Array, jax.Array | None]],
+    *,
+    stacked: Sequence[str] = (),
 ) -> dict[str, jax.Array]:
     r"""Relative representation change of the captured Dense layers and of a tied output head.
 
@@ -277,15 +298,28 @@ def rrc_metrics(
     A group's value (``rrc/blocks.<i>``, ``rrc/global``) is the mean over its layers.
 
     Args:
-        params_old: :math:`w_t`, a parameter tree or a flat ``{path: array}`` dict (stacked layers
-            split first, :func:`split_stacked`).
+        params_old: :math:`w_t`, a parameter tree or a flat ``{path: array}`` dict.
         params_new: :math:`w_{t+1}`, with the same paths.
         captured: ``{layer path: (x_NxC, y_NxO)}`` (:func:`warmup_jax.model.gpt.forward_capturing_dense`),
-            ``y`` the layer's outputs :math:`X K_t + b_t`, None for a tied head.
+            ``y`` the layer's outputs :math:`X K_t + b_t`, None for a tied head; a stacked layer's
+            arrays carry the layer axis first (``(L, N, C)``).
+        stacked: path prefixes of layers stored with a leading layer axis (:func:`update_metrics`).
 
     Returns:
         ``{name: float32 scalar}``: ``rrc/<layer>`` (dotted, without ``kernel``) and the groups'.
     """
+    return per_layer_names(_rrc_values(params_old, params_new, captured, stacked=stacked))
+
+
+def _rrc_values(
+    params_old: Params,
+    params_new: Params,
+    captured: dict[str, tuple[jax.Array, jax.Array | None]],
+    *,
+    stacked: Sequence[str] = (),
+) -> dict[str, jax.Array]:
+    """:func:`rrc_metrics` with a stacked tensor's entries as ``(L,)`` vectors (names with LAYER)."""
+    layout = _Layout(stacked)
     old, new = _flat(params_old), _flat(params_new)
     out: dict[str, jax.Array] = {}
     by_group: dict[str, list[jax.Array]] = {}
@@ -295,21 +329,26 @@ def rrc_metrics(
             delta = _f32(new[kernel]) - _f32(old[kernel])
             y = _f32(y_NxO)
             if f"{layer}/bias" in old:
-                y = y - _f32(old[f"{layer}/bias"])
+                y = y - jnp.expand_dims(_f32(old[f"{layer}/bias"]), -2)  # (..., O) -> (..., 1, O)
             rrc = relative_representation_change(x_NxC, delta, y)
         else:  # a tied output head: logits = x @ E.T with E = <layer>/embedding
             kernel = f"{layer}/embedding"
             delta = _f32(new[kernel]) - _f32(old[kernel])
             rrc = relative_representation_change(x_NxC, delta.T, kernel_CxO=_f32(old[kernel]).T)
-        out[f"rrc/{_name(layer)}"] = rrc
-        for g in _groups(kernel):
+        out[f"rrc/{layout.name(layer)}"] = rrc
+        for g in layout.groups(kernel):
             by_group.setdefault(g, []).append(rrc)
     for group, values in by_group.items():
-        out[f"rrc/{group}"] = jnp.mean(jnp.stack(values))
+        if LAYER in group:  # one value per layer from each stacked layer: the mean per layer
+            out[f"rrc/{group}"] = jnp.mean(jnp.stack(values), axis=0)
+        else:
+            out[f"rrc/{group}"] = jnp.mean(jnp.concatenate([jnp.ravel(v) for v in values]))
     return _float32(out)
 
 
-def snr_metrics(grads: Params, micro_batch_stats: snr_lib.MicroBatchStats) -> dict[str, jax.Array]:
+def snr_metrics(
+    grads: Params, micro_batch_stats: snr_lib.MicroBatchStats, *, stacked: Sequence[str] = ()
+) -> dict[str, jax.Array]:
     r"""Gradient SNR of this step from :math:`K` micro-batch gradients of :math:`b` sequences each.
 
     With :math:`g_k` the micro-batch mean gradients and :math:`\hat g` their mean (batch
@@ -331,40 +370,52 @@ def snr_metrics(grads: Params, micro_batch_stats: snr_lib.MicroBatchStats) -> di
     positive and the noise is).
 
     Args:
-        grads: the mean gradient :math:`\hat g`, a tree or a flat ``{path: array}`` dict (stacked
-            layers split first, :func:`split_stacked`).
+        grads: the mean gradient :math:`\hat g`, a tree or a flat ``{path: array}`` dict.
         micro_batch_stats: ``sum_sq_norms`` :math:`\sum_k \|\hat g_k\|^2` by parameter path, with
-            ``num_micro_batches`` :math:`K` and ``micro_batch_size`` :math:`b`.
+            ``num_micro_batches`` :math:`K` and ``micro_batch_size`` :math:`b`; one sum per layer
+            (shape ``(L,)``, :func:`sq_norms`) for a stacked tensor.
+        stacked: path prefixes of tensors stored with a leading layer axis (:func:`update_metrics`).
 
     Returns:
         ``{name: float32 scalar}``; empty when ``K < 2`` (no estimate from one micro-batch).
     """
+    return per_layer_names(_snr_values(grads, micro_batch_stats, stacked=stacked))
+
+
+def _snr_values(
+    grads: Params, micro_batch_stats: snr_lib.MicroBatchStats, *, stacked: Sequence[str] = ()
+) -> dict[str, jax.Array]:
+    """:func:`snr_metrics` with a stacked tensor's entries as ``(L,)`` vectors (names with LAYER)."""
     if micro_batch_stats.num_micro_batches < 2:
         return {}
+    layout = _Layout(stacked)
     grads = _flat(grads)
-    stats = micro_batch_stats._replace(sum_sq_norms=_flat(micro_batch_stats.sum_sq_norms))
-    noise, signal = snr_lib.per_tensor_noise_and_signal(grads, stats)
-    noise, signal = dict(_flatten(noise)), dict(_flatten(signal))
+    sum_sq = _checked_sum_sq(micro_batch_stats, grads, layout)
+    num = jnp.float32(micro_batch_stats.num_micro_batches)
+    b = jnp.float32(micro_batch_stats.micro_batch_size)
     out: dict[str, jax.Array] = {}
-    group_noise: dict[str, jax.Array] = {}
-    group_signal: dict[str, jax.Array] = {}
-    for path in grads:
-        out[f"snr/{_name(path)}"] = snr_lib.phi(signal[path], noise[path])
-        for g in _groups(path):
-            group_noise[g] = group_noise.get(g, 0.0) + noise[path]
-            group_signal[g] = group_signal.get(g, 0.0) + signal[path]
-    for g in group_noise:
-        out[f"snr/{g}"] = snr_lib.phi(group_signal[g], group_noise[g])
-    out["snr_noise/global"] = group_noise[GLOBAL]
-    out["snr_signal/global"] = group_signal[GLOBAL]
-    out["critical_batch/global"] = _ratio(
-        jnp.maximum(group_noise[GLOBAL], 0.0), jnp.maximum(group_signal[GLOBAL], 0.0), nan_if_zero=False
-    )
+    sums: dict[str, dict[str, jax.Array]] = {}
+    for path, g in grads.items():
+        big = layout.total(path)(jnp.square(_f32(g)))
+        noise, signal = snr_lib.noise_and_signal(_f32(sum_sq[path]) / num, big, b, num * b)
+        out[f"snr/{layout.name(path)}"] = snr_lib.phi(signal, noise)
+        _accumulate(sums, layout.groups(path), noise=noise, signal=signal)
+    for g, total in sums.items():
+        out[f"snr/{g}"] = snr_lib.phi(total["signal"], total["noise"])
+    noise, signal = sums[GLOBAL]["noise"], sums[GLOBAL]["signal"]
+    out["snr_noise/global"] = noise
+    out["snr_signal/global"] = signal
+    out["critical_batch/global"] = _ratio(jnp.maximum(noise, 0.0), jnp.maximum(signal, 0.0), nan_if_zero=False)
     return _float32(out)
 
 
 def momentum_metrics(
-    grads: Params, first_moment: dict[str, jax.Array], *, momentum_beta: float = 0.9, grad_clip: float = 0.0
+    grads: Params,
+    first_moment: dict[str, jax.Array],
+    *,
+    momentum_beta: float = 0.9,
+    grad_clip: float = 0.0,
+    stacked: Sequence[str] = (),
 ) -> dict[str, jax.Array]:
     r"""Alignment of the gradient with the optimizer's first moment, and the cancellation ratio.
 
@@ -384,35 +435,51 @@ def momentum_metrics(
 
     Args:
         grads: the mean gradient :math:`g_t` (see ``grad_clip``), a tree or a flat ``{path: array}``
-            dict (stacked layers split first, :func:`split_stacked`).
+            dict.
         first_moment: :math:`m_{t-1}` by parameter path (:func:`find_first_moment`); tensors
             without one are left out.
         momentum_beta: :math:`\beta`.
         grad_clip: the clip threshold on :math:`\|g_t\|` if ``grads`` is unclipped (0: ``grads`` is
             what the momentum received, :math:`c = 1`).
+        stacked: path prefixes of tensors stored with a leading layer axis (:func:`update_metrics`).
 
     Returns:
         ``{name: float32 scalar}``, named ``<metric>/<tensor>``, ``<metric>/blocks.<i>`` and
         ``<metric>/global``.
     """
+    return per_layer_names(
+        _momentum_values(grads, first_moment, momentum_beta=momentum_beta, grad_clip=grad_clip, stacked=stacked)
+    )
+
+
+def _momentum_values(
+    grads: Params,
+    first_moment: dict[str, jax.Array],
+    *,
+    momentum_beta: float = 0.9,
+    grad_clip: float = 0.0,
+    stacked: Sequence[str] = (),
+) -> dict[str, jax.Array]:
+    """:func:`momentum_metrics` with a stacked tensor's entries as ``(L,)`` vectors (names with LAYER)."""
     grads = _flat(grads)
     clip = 1.0
     if grad_clip > 0:
         clip = snr_lib.global_norm_clip_factor(grads, grad_clip)
     scale = momentum_beta / ((1.0 - momentum_beta) * clip)
+    layout = _Layout(stacked)
     out: dict[str, jax.Array] = {}
-    dots: dict[str, list[jax.Array]] = {}
+    sums: dict[str, dict[str, jax.Array]] = {}
     for path, m in first_moment.items():
         g, m = _f32(grads[path]), _f32(m)
-        gm, gg, mm = jnp.sum(g * m), jnp.sum(g * g), jnp.sum(m * m)
-        out[f"grad_momentum_cos/{_name(path)}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
-        out[f"momentum_cancellation/{_name(path)}"] = scale * _ratio(gm, gg, nan_if_zero=True)
-        for grp in _groups(path):
-            dots.setdefault(grp, []).append(jnp.stack([gm, gg, mm]))
-    for grp, values in dots.items():
-        gm, gg, mm = jnp.sum(jnp.stack(values), axis=0)
-        out[f"grad_momentum_cos/{grp}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
-        out[f"momentum_cancellation/{grp}"] = scale * _ratio(gm, gg, nan_if_zero=True)
+        total = layout.total(path)
+        gm, gg, mm = total(g * m), total(g * g), total(m * m)
+        name = layout.name(path)
+        out[f"grad_momentum_cos/{name}"] = _ratio(gm, jnp.sqrt(gg * mm), nan_if_zero=True)
+        out[f"momentum_cancellation/{name}"] = scale * _ratio(gm, gg, nan_if_zero=True)
+        _accumulate(sums, layout.groups(path), gm=gm, gg=gg, mm=mm)
+    for grp, t in sums.items():
+        out[f"grad_momentum_cos/{grp}"] = _ratio(t["gm"], jnp.sqrt(t["gg"] * t["mm"]), nan_if_zero=True)
+        out[f"momentum_cancellation/{grp}"] = scale * _ratio(t["gm"], t["gg"], nan_if_zero=True)
     return _float32(out)
 
 
@@ -464,28 +531,91 @@ def sq_norms(tree: Any, stacked: Sequence[str] = ()) -> dict[str, jax.Array]:
     return out
 
 
-def _per_layer(tree: Any, stacked: Sequence[str]) -> dict[str, Any]:
-    """``tree`` as a flat ``{path: array}`` dict with stacked layers split (:func:`split_stacked`)."""
-    return split_stacked(dict(_flatten(tree)), stacked)
+#: Stands for the layer index in the names of stacked tensors and their groups until
+#: :func:`per_layer_names` writes one entry per layer.
+LAYER = "<layer>"
 
 
-def _split_micro_batch_stats(stats: snr_lib.MicroBatchStats, stacked: Sequence[str]) -> snr_lib.MicroBatchStats:
-    """``stats`` with flat, per-layer ``sum_sq_norms``; a stacked tensor needs one sum per layer."""
-    sum_sq = dict(_flatten(stats.sum_sq_norms))
-    for path, value in sum_sq.items():
-        if stack_prefix(path, stacked) is not None and jnp.ndim(value) != 1:
+class _Layout:
+    """How a flat path's tensor is laid out: one layer's (``blocks/0/...``: scalar statistics) or a
+    stack of layers (under a ``stacked`` prefix, leading layer axis: statistics of shape ``(L,)``)."""
+
+    def __init__(self, stacked: Sequence[str] = ()):
+        self.stacked = tuple(stacked)
+
+    def is_stacked(self, path: str) -> bool:
+        return stack_prefix(path, self.stacked) is not None
+
+    def layer_ndim(self, path: str, shape: Sequence[int]) -> int:
+        """The number of axes of one layer's tensor."""
+        return len(shape) - self.is_stacked(path)
+
+    def neuron_axes(self, path: str, shape: Sequence[int]) -> tuple[int, ...]:
+        """The axes one neuron spans (a 1-D tensor of a layer is one neuron)."""
+        lead = int(self.is_stacked(path))
+        layer_shape = tuple(shape[lead:])
+        axes = neuron_axes(path, layer_shape) if len(layer_shape) >= 2 else tuple(range(len(layer_shape)))
+        return tuple(a + lead for a in axes)
+
+    def total(self, path: str):
+        """Sum over each layer's elements: to a scalar, or to ``(L,)`` for a stacked tensor."""
+        if not self.is_stacked(path):
+            return jnp.sum
+        return lambda x: jnp.sum(x, axis=tuple(range(1, jnp.ndim(x))))
+
+    def name(self, path: str) -> str:
+        prefix = stack_prefix(path, self.stacked)
+        if prefix is None:
+            return _name(path)
+        return _name(f"{prefix}/{LAYER}/{path[len(prefix) + 1 :]}")
+
+    def groups(self, path: str) -> list[str]:
+        prefix = stack_prefix(path, self.stacked)
+        if prefix is None:
+            return _groups(path)
+        return [f"{_name(prefix)}.{LAYER}", GLOBAL]
+
+
+def per_layer_names(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Metrics with ``(L,)`` values of stacked tensors and their layer groups (``update_metrics(...,
+    split_layers=False)``, names holding :data:`LAYER`) as one scalar per layer, named with its index."""
+    out = {}
+    for key, value in metrics.items():
+        if LAYER in key:
+            out.update(zip(layer_names(key, value.shape), value))
+        else:
+            out[key] = value
+    return out
+
+
+def layer_names(key: str, shape: Sequence[int]) -> list[str]:
+    """The names of the entries of a metric ``key`` with values of ``shape``: one per layer for a
+    key holding :data:`LAYER` (``(L,)`` values), else the key itself."""
+    if LAYER not in key:
+        return [key]
+    return [key.replace(LAYER, str(i)) for i in range(shape[0])]
+
+
+def _checked_sum_sq(stats: snr_lib.MicroBatchStats, grads: dict[str, Any], layout: _Layout) -> dict[str, Any]:
+    """``stats.sum_sq_norms`` by path; a stacked tensor needs one sum per layer."""
+    sum_sq = _flat(stats.sum_sq_norms)
+    for path in grads:
+        if path not in sum_sq:
+            raise ValueError(f"micro_batch_stats.sum_sq_norms has no entry for {path!r}")
+        value = sum_sq[path]
+        if layout.is_stacked(path) and jnp.ndim(value) != 1:
             raise ValueError(
                 f"micro_batch_stats.sum_sq_norms[{path!r}] has shape {jnp.shape(value)}; a stacked tensor "
                 "needs one sum per layer, shape (num_layers,) (see warmup_jax.metrics.update.sq_norms)"
             )
-    return stats._replace(sum_sq_norms=split_stacked(sum_sq, stacked))
+    return sum_sq
 
 
 def _neuron_angles(
-    a32: jax.Array, b32: jax.Array, na2: jax.Array, nb2: jax.Array, axes: tuple[int, ...]
+    a32: jax.Array, b32: jax.Array, na2: jax.Array, nb2: jax.Array, axes: tuple[int, ...], total=jnp.sum
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per-neuron ``|a_k/|a_k| - b_k/|b_k||^2`` (dims kept; 0 where undefined), the sum of the squared
-    neuron angles, and the number of neurons whose old and new norms are both nonzero."""
+    """Per-neuron ``|a_k/|a_k| - b_k/|b_k||^2`` (dims kept; 0 where undefined), the sum (``total``)
+    of the squared neuron angles, and the number of neurons whose old and new norms are both nonzero."""
     defined = (na2 > 0) & (nb2 > 0)
     inv_a = jnp.where(defined, jax.lax.rsqrt(jnp.where(defined, na2, 1.0)), 0.0)
     inv_b = jnp.where(defined, jax.lax.rsqrt(jnp.where(defined, nb2, 1.0)), 0.0)
@@ -493,29 +623,39 @@ def _neuron_angles(
     # second reduction over the normalised tensors costs ~10x more on XLA:CPU).
     d2 = jnp.sum(jnp.square(a32 * inv_a - b32 * inv_b), axis=axes, keepdims=True)
     theta = jnp.where(defined, 2.0 * jnp.arctan2(jnp.sqrt(d2), jnp.sqrt(jnp.maximum(4.0 - d2, 0.0))), 0.0)
-    return d2, jnp.sum(jnp.square(theta)), jnp.sum(defined.astype(jnp.float32))
+    return d2, total(jnp.square(theta)), total(defined.astype(jnp.float32))
 
 
 def _accumulate(sums: dict[str, dict[str, jax.Array]], groups: list[str], **values: jax.Array) -> None:
-    """Adds per-tensor statistics to the running sums of each of ``groups``."""
+    """Adds per-tensor statistics to the running sums of each of ``groups``; a stacked tensor's
+    ``(L,)`` values go to its per-layer group as they are and to the others summed over layers."""
     for g in groups:
         bucket = sums.setdefault(g, {})
         for key, value in values.items():
+            if LAYER not in g and jnp.ndim(value):  # a stacked tensor's share of a whole-model group
+                value = jnp.sum(value)
             bucket[key] = bucket[key] + value if key in bucket else value
 
 
 def _combined_angle(
     members: list[tuple[jax.Array, jax.Array, jax.Array]], sq_old: jax.Array, sq_new: jax.Array
 ) -> jax.Array:
-    """Angle of the concatenation of several neurons' old and new weights (see norm_and_angle_metrics)."""
+    """Angle of the concatenation of several neurons' old and new weights (see norm_and_angle_metrics).
+
+    With per-layer group norms (``sq_old`` of shape ``(L,)``) every member is a stacked tensor and
+    the result is one angle per layer."""
     big_a, big_b = jnp.sqrt(sq_old), jnp.sqrt(sq_new)
     safe_a, safe_b = jnp.where(big_a > 0, big_a, 1.0), jnp.where(big_b > 0, big_b, 1.0)
+    per_layer = jnp.ndim(sq_old) == 1
     diff_sq, sum_sq = 0.0, 0.0
     for na2, nb2, d2 in members:
-        alpha, beta = jnp.sqrt(na2) / safe_a, jnp.sqrt(nb2) / safe_b
+        lead = (-1,) + (1,) * (na2.ndim - 1)  # a layer's norm against each of its neurons
+        a_norm, b_norm = (safe_a.reshape(lead), safe_b.reshape(lead)) if per_layer else (safe_a, safe_b)
+        alpha, beta = jnp.sqrt(na2) / a_norm, jnp.sqrt(nb2) / b_norm
         cross = alpha * beta * d2
-        diff_sq = diff_sq + jnp.sum(jnp.square(alpha - beta) + cross)
-        sum_sq = sum_sq + jnp.sum(jnp.square(alpha + beta) - cross)
+        axes = tuple(range(1, na2.ndim)) if per_layer else None
+        diff_sq = diff_sq + jnp.sum(jnp.square(alpha - beta) + cross, axis=axes)
+        sum_sq = sum_sq + jnp.sum(jnp.square(alpha + beta) - cross, axis=axes)
     theta = 2.0 * jnp.arctan2(jnp.sqrt(diff_sq), jnp.sqrt(jnp.maximum(sum_sq, 0.0)))
     return jnp.where((big_a > 0) & (big_b > 0), theta, jnp.nan)
 
@@ -566,10 +706,13 @@ def _groups(path: str) -> list[str]:
 
 
 __all__ = [
+    "LAYER",
     "find_first_moment",
     "metrics_due",
     "momentum_metrics",
     "norm_and_angle_metrics",
+    "layer_names",
+    "per_layer_names",
     "relative_representation_change",
     "rrc_metrics",
     "snr_metrics",

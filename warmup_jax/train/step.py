@@ -14,8 +14,11 @@ the clipped gradient. The optimizer ``tx`` must therefore not clip again.
 With ``metrics`` (a :class:`warmup_jax.config.MetricsConfig` that is enabled) the step also
 computes the per-layer update metrics of :mod:`warmup_jax.metrics.update` under ``lax.cond`` on
 a predicate of ``state.step``, so one compiled step serves steps with and without metrics. They
-are returned as ``metrics["update_metrics"]``, a ``{name: float32 scalar}`` dict with the same
-names on every step (zeros on the steps that are not due). The forward pass then records a token
+are returned as ``metrics["update_metrics"]``, a ``{name: float32 value}`` dict with the same
+names on every step (zeros on the steps that are not due); the values of stacked (scanned) layers
+and their layer groups stay ``(L,)`` vectors, named with ``warmup_jax.metrics.update.LAYER`` in
+place of the index (``update_metrics(..., split_layers=False)``): one value per stacked tensor
+instead of one per tensor and layer. The forward pass then records a token
 subsample of every Dense layer's inputs and outputs for the RRC; the trajectory is unchanged.
 :func:`pack_update_metrics` turns that dict into one vector, so that the host copies it in one
 transfer (hundreds of scalars one by one cost tens of milliseconds) and the step returns one array
@@ -188,12 +191,13 @@ def make_train_step(
 def pack_update_metrics(train_step: Callable) -> tuple[Callable, Callable[..., tuple[str, ...]]]:
     """``(packed_step, metric_names)`` for a step of :func:`make_train_step`.
 
-    ``packed_step`` is ``train_step`` with ``metrics["update_metrics"]`` stacked into one float32
-    vector, in the order of ``metric_names(state, tokens_KxbxT1)``. That order comes from
+    ``packed_step`` is ``train_step`` with ``metrics["update_metrics"]`` concatenated into one
+    float32 vector, in the order of ``metric_names(state, tokens_KxbxT1)``. That order comes from
     ``jax.eval_shape`` of the step (arrays or ``jax.ShapeDtypeStruct``; nothing is computed): the
-    names are the keys of the dict the step returns. ``packed_step`` calls the step under its own
-    ``jax.jit``, which reuses that abstract trace when ``packed_step`` is traced with the same
-    shapes, so naming the entries first costs no second trace of the step.
+    names are the keys of the dict the step returns, sorted, with a per-layer vector's entry written
+    once per layer (``blocks.<layer>...`` -> ``blocks.0...``, ``blocks.1...``). ``packed_step``
+    calls the step under its own ``jax.jit``, which reuses that abstract trace when ``packed_step``
+    is traced with the same shapes, so naming the entries first costs no second trace of the step.
     """
     inner = jax.jit(train_step)
 
@@ -202,12 +206,13 @@ def pack_update_metrics(train_step: Callable) -> tuple[Callable, Callable[..., t
         if "update_metrics" in out:
             out = dict(out)
             values = out.pop("update_metrics")
-            out["update_metrics"] = jnp.stack([values[name] for name in sorted(values)])
+            out["update_metrics"] = jnp.concatenate([jnp.ravel(values[name]) for name in sorted(values)])
         return new_state, out
 
     def metric_names(state: TrainState, tokens_KxbxT1: jax.Array) -> tuple[str, ...]:
         _, out = jax.eval_shape(inner, state, tokens_KxbxT1)
-        return tuple(sorted(out.get("update_metrics", {})))
+        shapes = out.get("update_metrics", {})
+        return tuple(name for key in sorted(shapes) for name in update_lib.layer_names(key, shapes[key].shape))
 
     return packed_step, metric_names
 
@@ -239,8 +244,8 @@ def _gated_update_metrics(
     clip_factor: jax.Array,
     stacked: tuple[str, ...],
 ) -> dict[str, jax.Array]:
-    """The update metrics, ``{name: float32 scalar}``, computed only when due (``lax.cond``; zeros
-    with the same names otherwise).
+    """The update metrics, ``{name: float32 value}`` (see the module docstring), computed only when
+    due (``lax.cond``; zeros with the same names otherwise).
 
     The branch recomputes the new parameters from the old ones and the updates (the same
     ``apply_updates``, so the same values) instead of taking both parameter sets: then it only reads
@@ -266,6 +271,7 @@ def _gated_update_metrics(
             momentum_beta=beta,
             captured=c,
             stacked=stacked,
+            split_layers=False,
         )
 
     operands = (
