@@ -4,8 +4,9 @@
 of 12, 5000 steps (~2.46B tokens, ~20 tokens per parameter), global-norm clipping at 1.0, a
 trapezoid schedule with a 50 % linear cooldown to 0, bfloat16 compute, float32 parameters and
 optimizer state. The blocks run under ``lax.scan`` (``model.scan_layers``): the same model, and its
-step with the per-layer update metrics compiles in a third of the time of the looped one. Data: nanoGPT-style OpenWebText ``train.bin`` / ``val.bin`` (uint16 GPT-2 token
-ids) in ``data.path``; this repository never downloads them.
+step with the per-layer update metrics compiles in half the time of the looped one. Data:
+nanoGPT-style OpenWebText ``train.bin`` / ``val.bin`` (uint16 GPT-2 token ids) in ``data.path``;
+this repository never downloads them.
 
 Each config fixes the optimizer (its recipe and hyperparameters, ``OPTIMIZERS``) and a starting
 learning rate; the paper sweeps the learning rate with and without warmup. The grids these
