@@ -286,7 +286,11 @@ def _loss_vs_lr(ax, cells: Cells, label: str, warmups: Sequence[float]) -> None:
             means += ys
     for lr, color in crosses:
         ax.scatter([lr], [max(means, default=0.0)], marker="x", color=color, s=40, zorder=3)
-    _log_lr_axis(ax, cells.lrs[label])
+    lrs = cells.lrs[label]
+    _log_lr_axis(ax, lrs)
+    ax.set_xlim(min(lrs) / 1.4, max(lrs) * 1.4)  # the whole grid, also before its cells are run
+    if not means and not crosses:
+        ax.text(0.5, 0.5, "no cells recorded yet", transform=ax.transAxes, ha="center", color="gray")
     ax.set(xlabel="peak learning rate", ylabel="final validation loss", title=label)
     ax.grid(alpha=0.3)
 
