@@ -14,20 +14,20 @@ def test_trainer_ramps_sequence_length(tiny_overrides, tmp_path):
         "tiny",
         [
             *tiny_overrides,
-            "train.steps=6",
+            "train.steps=4",
             "train.eval_interval=0",
             "train.log_interval=1",
-            "data.seq_len_warmup_steps=4",
+            "data.seq_len_warmup_steps=2",
             "data.seq_len_min=8",
             "data.seq_len_bucket=8",
             "optim.schedule_unit=tokens",
         ],
     )
     result = Trainer(config).run()
-    assert result.final_step == 6
+    assert result.final_step == 4
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     lengths = [x["seq_len"] for x in lines if "seq_len" in x]
-    assert lengths == [8, 8, 16, 24, 32, 32]  # 8 + 24 * t/4 rounded down to multiples of 8; full length after
+    assert lengths == [8, 16, 32, 32]  # 8 + 24 * t/2 rounded down to multiples of 8; full length after
 
 
 def test_token_based_schedule_decays_by_tokens_seen():
