@@ -177,21 +177,28 @@ def update_metrics(
     Returns:
         The metrics, named as described in the module docstring.
     """
-    out = _norm_and_angle_values(params_old, params_new, stacked=stacked)
+    out = norm_and_angle_metrics(params_old, params_new, stacked=stacked, split_layers=False)
     if captured:
-        out.update(_rrc_values(params_old, params_new, captured, stacked=stacked))
+        out.update(rrc_metrics(params_old, params_new, captured, stacked=stacked, split_layers=False))
     if grads is not None:
         if micro_batch_stats is not None:
-            out.update(_snr_values(grads, micro_batch_stats, stacked=stacked))
+            out.update(snr_metrics(grads, micro_batch_stats, stacked=stacked, split_layers=False))
         if first_moment:
             out.update(
-                _momentum_values(grads, first_moment, momentum_beta=momentum_beta, grad_clip=grad_clip, stacked=stacked)
+                momentum_metrics(
+                    grads,
+                    first_moment,
+                    momentum_beta=momentum_beta,
+                    grad_clip=grad_clip,
+                    stacked=stacked,
+                    split_layers=False,
+                )
             )
-    return per_layer_names(out) if split_layers else out
+    return _split(out, split_layers)
 
 
 def norm_and_angle_metrics(
-    params_old: Params, params_new: Params, *, stacked: Sequence[str] = ()
+    params_old: Params, params_new: Params, *, stacked: Sequence[str] = (), split_layers: bool = True
 ) -> dict[str, jax.Array]:
     r"""Update size and direction of every tensor, of every layer and of all tensors together.
 
@@ -223,18 +230,12 @@ def norm_and_angle_metrics(
         params_new: :math:`w_{t+1}`, with the same paths.
         stacked: path prefixes of tensors stored with a leading layer axis (see
             :func:`update_metrics`); their statistics are computed for all layers at once.
+        split_layers: False keeps stacked tensors' entries as ``(L,)`` vectors (:func:`update_metrics`).
 
     Returns:
         ``{name: float32 scalar}``, named ``<metric>/<tensor>``, ``<metric>/blocks.<i>`` and
         ``<metric>/global``.
     """
-    return per_layer_names(_norm_and_angle_values(params_old, params_new, stacked=stacked))
-
-
-def _norm_and_angle_values(
-    params_old: Params, params_new: Params, *, stacked: Sequence[str] = ()
-) -> dict[str, jax.Array]:
-    """:func:`norm_and_angle_metrics` with a stacked tensor's entries as ``(L,)`` vectors (names with LAYER)."""
     layout = _Layout(stacked)
     old, new = _flat(params_old), _flat(params_new)
     out: dict[str, jax.Array] = {}
@@ -273,7 +274,7 @@ def _norm_and_angle_values(
             out[f"angle_neuron_rms/{group}"] = jnp.sqrt(
                 _ratio(s["neuron_theta_sq"], s["neuron_count"], nan_if_zero=True)
             )
-    return _float32(out)
+    return _split(_float32(out), split_layers)
 
 
 def rrc_metrics(
@@ -282,6 +283,7 @@ def rrc_metrics(
     captured: dict[str, tuple[jax.Array, jax.Array | None]],
     *,
     stacked: Sequence[str] = (),
+    split_layers: bool = True,
 ) -> dict[str, jax.Array]:
     r"""Relative representation change of the captured Dense layers and of a tied output head.
 
@@ -304,21 +306,11 @@ def rrc_metrics(
             ``y`` the layer's outputs :math:`X K_t + b_t`, None for a tied head; a stacked layer's
             arrays carry the layer axis first (``(L, N, C)``).
         stacked: path prefixes of layers stored with a leading layer axis (:func:`update_metrics`).
+        split_layers: False keeps stacked tensors' entries as ``(L,)`` vectors (:func:`update_metrics`).
 
     Returns:
         ``{name: float32 scalar}``: ``rrc/<layer>`` (dotted, without ``kernel``) and the groups'.
     """
-    return per_layer_names(_rrc_values(params_old, params_new, captured, stacked=stacked))
-
-
-def _rrc_values(
-    params_old: Params,
-    params_new: Params,
-    captured: dict[str, tuple[jax.Array, jax.Array | None]],
-    *,
-    stacked: Sequence[str] = (),
-) -> dict[str, jax.Array]:
-    """:func:`rrc_metrics` with a stacked tensor's entries as ``(L,)`` vectors (names with LAYER)."""
     layout = _Layout(stacked)
     old, new = _flat(params_old), _flat(params_new)
     out: dict[str, jax.Array] = {}
@@ -343,11 +335,11 @@ def _rrc_values(
             out[f"rrc/{group}"] = jnp.mean(jnp.stack(values), axis=0)
         else:
             out[f"rrc/{group}"] = jnp.mean(jnp.concatenate([jnp.ravel(v) for v in values]))
-    return _float32(out)
+    return _split(_float32(out), split_layers)
 
 
 def snr_metrics(
-    grads: Params, micro_batch_stats: snr_lib.MicroBatchStats, *, stacked: Sequence[str] = ()
+    grads: Params, micro_batch_stats: snr_lib.MicroBatchStats, *, stacked: Sequence[str] = (), split_layers: bool = True
 ) -> dict[str, jax.Array]:
     r"""Gradient SNR of this step from :math:`K` micro-batch gradients of :math:`b` sequences each.
 
@@ -375,17 +367,11 @@ def snr_metrics(
             ``num_micro_batches`` :math:`K` and ``micro_batch_size`` :math:`b`; one sum per layer
             (shape ``(L,)``, :func:`sq_norms`) for a stacked tensor.
         stacked: path prefixes of tensors stored with a leading layer axis (:func:`update_metrics`).
+        split_layers: False keeps stacked tensors' entries as ``(L,)`` vectors (:func:`update_metrics`).
 
     Returns:
         ``{name: float32 scalar}``; empty when ``K < 2`` (no estimate from one micro-batch).
     """
-    return per_layer_names(_snr_values(grads, micro_batch_stats, stacked=stacked))
-
-
-def _snr_values(
-    grads: Params, micro_batch_stats: snr_lib.MicroBatchStats, *, stacked: Sequence[str] = ()
-) -> dict[str, jax.Array]:
-    """:func:`snr_metrics` with a stacked tensor's entries as ``(L,)`` vectors (names with LAYER)."""
     if micro_batch_stats.num_micro_batches < 2:
         return {}
     layout = _Layout(stacked)
@@ -406,7 +392,7 @@ def _snr_values(
     out["snr_noise/global"] = noise
     out["snr_signal/global"] = signal
     out["critical_batch/global"] = _ratio(jnp.maximum(noise, 0.0), jnp.maximum(signal, 0.0), nan_if_zero=False)
-    return _float32(out)
+    return _split(_float32(out), split_layers)
 
 
 def momentum_metrics(
@@ -416,6 +402,7 @@ def momentum_metrics(
     momentum_beta: float = 0.9,
     grad_clip: float = 0.0,
     stacked: Sequence[str] = (),
+    split_layers: bool = True,
 ) -> dict[str, jax.Array]:
     r"""Alignment of the gradient with the optimizer's first moment, and the cancellation ratio.
 
@@ -442,25 +429,12 @@ def momentum_metrics(
         grad_clip: the clip threshold on :math:`\|g_t\|` if ``grads`` is unclipped (0: ``grads`` is
             what the momentum received, :math:`c = 1`).
         stacked: path prefixes of tensors stored with a leading layer axis (:func:`update_metrics`).
+        split_layers: False keeps stacked tensors' entries as ``(L,)`` vectors (:func:`update_metrics`).
 
     Returns:
         ``{name: float32 scalar}``, named ``<metric>/<tensor>``, ``<metric>/blocks.<i>`` and
         ``<metric>/global``.
     """
-    return per_layer_names(
-        _momentum_values(grads, first_moment, momentum_beta=momentum_beta, grad_clip=grad_clip, stacked=stacked)
-    )
-
-
-def _momentum_values(
-    grads: Params,
-    first_moment: dict[str, jax.Array],
-    *,
-    momentum_beta: float = 0.9,
-    grad_clip: float = 0.0,
-    stacked: Sequence[str] = (),
-) -> dict[str, jax.Array]:
-    """:func:`momentum_metrics` with a stacked tensor's entries as ``(L,)`` vectors (names with LAYER)."""
     grads = _flat(grads)
     clip = 1.0
     if grad_clip > 0:
@@ -480,7 +454,7 @@ def _momentum_values(
     for grp, t in sums.items():
         out[f"grad_momentum_cos/{grp}"] = _ratio(t["gm"], jnp.sqrt(t["gg"] * t["mm"]), nan_if_zero=True)
         out[f"momentum_cancellation/{grp}"] = scale * _ratio(t["gm"], t["gg"], nan_if_zero=True)
-    return _float32(out)
+    return _split(_float32(out), split_layers)
 
 
 def stack_prefix(path: str, stacked: Sequence[str]) -> str | None:
@@ -586,6 +560,10 @@ def per_layer_names(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
         else:
             out[key] = value
     return out
+
+
+def _split(metrics: dict[str, jax.Array], split_layers: bool) -> dict[str, jax.Array]:
+    return per_layer_names(metrics) if split_layers else metrics
 
 
 def layer_names(key: str, shape: Sequence[int]) -> list[str]:
