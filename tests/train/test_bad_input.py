@@ -13,12 +13,7 @@ from warmup_jax.config import ConfigError, load_config
 from warmup_jax.errors import CheckpointError
 from warmup_jax.train.trainer import Trainer
 
-
-def _cli(overrides, *extra):
-    args = ["train", "--config", "tiny"]
-    for item in [*overrides, *extra]:
-        args += ["--set", item]
-    return main(args)
+from ._cli import train_tiny
 
 
 @pytest.mark.parametrize(
@@ -54,19 +49,19 @@ def _cli(overrides, *extra):
     ],
 )
 def test_bad_config_values_exit_2_naming_the_field(tiny_overrides, tmp_path, capsys, override, expected):
-    assert _cli(tiny_overrides, override) == 2
+    assert train_tiny(tiny_overrides, override) == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()  # failed before any work
 
 
 def test_a_sequence_length_warmup_longer_than_the_context_is_refused(tiny_overrides, capsys):
-    assert _cli(tiny_overrides, "data.seq_len_warmup_steps=4", "data.seq_len_min=64") == 2
+    assert train_tiny(tiny_overrides, "data.seq_len_warmup_steps=4", "data.seq_len_min=64") == 2
     assert "data.seq_len_min=64 is longer than train.seq_len=32" in capsys.readouterr().err
 
 
 def test_missing_corpus_folder(tiny_overrides, tmp_path, capsys):
     missing = tmp_path / "no_such_corpus"
-    assert _cli(tiny_overrides, f"data.path={missing}") == 2
+    assert train_tiny(tiny_overrides, f"data.path={missing}") == 2
     assert str(missing) in capsys.readouterr().err
 
 
@@ -106,7 +101,7 @@ def test_checkpoint_errors(tiny_overrides, tmp_path, capsys, caplog):
             if "ocdbt.process" in root and "/d" in root:
                 with open(os.path.join(root, name), "wb") as f:
                     f.write(b"\0garbage\0")
-    code = _cli(tiny_overrides, "train.steps=3", "train.resume=true", "train.allow_config_change=true")
+    code = train_tiny(tiny_overrides, "train.steps=3", "train.resume=true", "train.allow_config_change=true")
     err = capsys.readouterr().err
     assert code == 2 and "cannot be read" in err and str(ckpt / "2") in err
     # ... and leaves nothing behind: no asyncio "Task exception was never retrieved" tracebacks for the
@@ -135,7 +130,7 @@ def test_a_second_run_on_a_live_folder_is_refused(tiny_overrides, tmp_path, caps
     """Two runs on one out_dir (or a --resume of a live run): the second is refused, naming the first."""
     first = Trainer(load_config("tiny", tiny_overrides))  # holds the folder until it is closed
     try:
-        assert _cli(tiny_overrides, "train.resume=true") == 2
+        assert train_tiny(tiny_overrides, "train.resume=true") == 2
         err = capsys.readouterr().err
         assert f"is in use by process {os.getpid()}" in err, err
         assert (
@@ -144,7 +139,7 @@ def test_a_second_run_on_a_live_folder_is_refused(tiny_overrides, tmp_path, caps
         )
     finally:
         first.close()
-    assert _cli(tiny_overrides, "train.steps=2", "train.eval_interval=0") == 0  # free again once it ended
+    assert train_tiny(tiny_overrides, "train.steps=2", "train.eval_interval=0") == 0  # free again once it ended
 
 
 @pytest.mark.parametrize("blocker", ["out_dir", "checkpoints"])
@@ -158,7 +153,7 @@ def test_an_unwritable_out_dir_fails_before_any_work(tiny_overrides, tmp_path, c
         out_dir.mkdir()
         (out_dir / "checkpoints").write_text("x")  # found only at the first save before
         bad = out_dir / "checkpoints"
-    assert _cli(tiny_overrides, f"train.out_dir={out_dir}") == 2
+    assert train_tiny(tiny_overrides, f"train.out_dir={out_dir}") == 2
     err = capsys.readouterr().err
     assert f"cannot write to {str(bad)!r}" in err, err
     assert "Traceback" not in err
@@ -189,6 +184,6 @@ def test_a_stream_shorter_than_one_window_is_named(tiny_overrides, tmp_path, cap
     np.arange(1000, dtype=np.uint16).tofile(folder / "train.bin")
     np.arange(20, dtype=np.uint16).tofile(folder / "val.bin")  # fewer than seq_len + 1 = 33
     overrides = [o for o in tiny_overrides if not o.startswith(("data.source", "data.path", "data.bpe"))]
-    assert _cli(overrides, "data.source=nanogpt_bin", f"data.path={folder}", "data.tokenizer=gpt2") == 2
+    assert train_tiny(overrides, "data.source=nanogpt_bin", f"data.path={folder}", "data.tokenizer=gpt2") == 2
     err = capsys.readouterr().err
     assert "the validation stream" in err and "has 20 tokens, fewer than one window of train.seq_len=32" in err, err

@@ -5,7 +5,6 @@ known then, and never costs a complete checkpoint."""
 import contextlib
 import dataclasses
 import errno
-import json
 import os
 import shutil
 import subprocess
@@ -13,31 +12,24 @@ import uuid
 
 import pytest
 
-from warmup_jax.cli import main
 from warmup_jax.config import DataConfig
 from warmup_jax.data import CorpusError, prepare_data
 from warmup_jax.data import _cache as cache_lib
 from warmup_jax.data import tokens as tokens_lib
 from warmup_jax.train import checkpoint as checkpoint_lib
 
-
-def _cli(overrides, *extra):
-    args = ["train", "--config", "tiny"]
-    for item in [*overrides, *extra]:
-        args += ["--set", item]
-    return main(args)
+from ._cli import metrics_lines, train_tiny
 
 
 def _trained_steps(out_dir) -> list[int]:
-    path = out_dir / "metrics.jsonl"
-    if not path.exists():
+    if not (out_dir / "metrics.jsonl").exists():
         return []
-    return [r["step"] for r in map(json.loads, path.read_text().splitlines()) if "loss" in r]
+    return [r["step"] for r in metrics_lines(out_dir) if "loss" in r]
 
 
 def test_an_evaluation_larger_than_the_validation_stream_is_refused_up_front(tiny_overrides, tmp_path, capsys):
     """eval_batches=1e9 used to allocate at the final evaluation and lose the run."""
-    assert _cli(tiny_overrides, "train.eval_batches=1000000000", "train.eval_interval=0") == 2
+    assert train_tiny(tiny_overrides, "train.eval_batches=1000000000", "train.eval_interval=0") == 2
     err = capsys.readouterr().err
     assert "train.eval_batches=1000000000 asks for 8,000,000,000 validation windows" in err, err
     assert "allowed: 1 <= eval_batches <= " in err
@@ -49,7 +41,7 @@ def test_a_disk_without_room_for_one_checkpoint_is_refused_before_training(
 ):
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(checkpoint_lib.shutil, "disk_usage", lambda path: usage._replace(free=300_000))
-    assert _cli(tiny_overrides, "train.steps=2") == 1
+    assert train_tiny(tiny_overrides, "train.steps=2") == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0, err
     assert "checkpoints has 0.3 MiB free, and a checkpoint of this run needs about" in err, err
@@ -79,7 +71,7 @@ def test_a_save_failing_midway_keeps_the_last_checkpoint_and_cleans_up(tiny_over
     manager = checkpoint_lib.ocp.CheckpointManager
     monkeypatch.setattr(manager, "save", _failing_save(manager.save, fail_from_step=4))
     args = ("train.steps=6", "train.checkpoint_interval=2", "train.eval_interval=0")
-    assert _cli(tiny_overrides, *args) == 1
+    assert train_tiny(tiny_overrides, *args) == 1
     err = capsys.readouterr().err.strip()
     ckpt = tmp_path / "run" / "checkpoints"
     assert err == (
@@ -89,7 +81,7 @@ def test_a_save_failing_midway_keeps_the_last_checkpoint_and_cleans_up(tiny_over
     assert sorted(os.listdir(ckpt)) == ["2"]  # the half-written folder is gone, step 2 kept
 
     monkeypatch.undo()  # space again: the run resumes from step 2 and finishes
-    assert _cli(tiny_overrides, *args, "train.resume=true") == 0
+    assert train_tiny(tiny_overrides, *args, "train.resume=true") == 0
     assert _trained_steps(tmp_path / "run") == list(range(1, 7))
 
 
@@ -98,7 +90,7 @@ def test_a_full_disk_under_the_metrics_log_is_one_line(tiny_overrides, tmp_path,
     out_dir = tmp_path / "run"
     out_dir.mkdir()
     (out_dir / "metrics.jsonl").symlink_to("/dev/full")
-    assert _cli(tiny_overrides, "train.steps=2", "train.eval_interval=0") == 1
+    assert train_tiny(tiny_overrides, "train.steps=2", "train.eval_interval=0") == 1
     err = capsys.readouterr().err.strip()
     assert err == f"error: cannot write {str(out_dir / 'metrics.jsonl')!r}: No space left on device", err
 
