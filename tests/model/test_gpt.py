@@ -1,6 +1,7 @@
 """The GPT model: shapes, initialisation, and equality with Hugging Face GPT-2."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +62,24 @@ def test_post_ln_variant_runs_and_differs():
     tokens = jnp.arange(8)[None] % 100
     pre_def, pre_params = gpt.init_params(TINY, 0)
     assert not np.allclose(model_def.merge(params)(tokens), pre_def.merge(pre_params)(tokens))
+
+
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_compiled_operations_are_labelled_by_model_part(scan_layers):
+    """The HLO metadata names the model part of each operation, forward and backward (what a
+    profile of the step is read by)."""
+    model_def, params = gpt.init_params(dataclasses.replace(TINY, scan_layers=scan_layers), 0)
+    tokens = jnp.zeros((2, 9), jnp.int32)
+
+    def objective(params):
+        return gpt.cross_entropy_loss(model_def.merge(params)(tokens[:, :-1]), tokens[:, 1:])
+
+    hlo = jax.jit(jax.grad(objective)).lower(params).compile().as_text()
+    op_names = set(re.findall(r'op_name="([^"]*)"', hlo))
+    for part in ("embedding", "layer_norm", "attention", "mlp", "head", "loss"):
+        labelled = [name for name in op_names if re.search(rf"\b{part}\b", name)]
+        assert any("transpose(" not in name for name in labelled), part  # forward
+        assert any("transpose(" in name for name in labelled), part  # backward
 
 
 def test_cross_entropy_matches_numpy():

@@ -74,8 +74,13 @@ class Dense(nnx.Linear):
 
     capture_tokens: int = 0  # class default; set on the instance only while capturing
 
-    def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
-        outputs = super().__call__(inputs, out_sharding=out_sharding)
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        # The product runs on the tokens flattened to rows, (B*T, C) @ (C, O). Its gradient is then
+        # two plain 2-D products; over (B, T, C) inputs, XLA on CPU gave the kernel's gradient a
+        # transposed copy of the output gradient fused with GELU's derivative, which took half of
+        # the MLP's backward pass (bench/profile_step.py). The values are the same.
+        *lead, channels = inputs.shape
+        outputs = super().__call__(inputs.reshape(-1, channels)).reshape(*lead, -1)
         if self.capture_tokens:
             rows = token_subsample(math.prod(inputs.shape[:-1]), self.capture_tokens)
             keep = lambda _, new: new  # noqa: E731  (one call per forward pass)
@@ -154,11 +159,15 @@ class Block(nnx.Module):
 
     def __call__(self, x: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
         drop = lambda y: self.dropout(y, deterministic=deterministic, rngs=rngs)  # noqa: E731
+        # The named scopes label the compiled operations (profiles, HLO dumps) by model part.
+        attn = jax.named_scope("attention")(self.attn)
+        mlp = jax.named_scope("mlp")(self.mlp)
+        norm = jax.named_scope("layer_norm")(self._norm)
         if self.pre_norm:
-            x = x + drop(self.attn(self._norm(self.ln1, x)))
-            return x + drop(self.mlp(self._norm(self.ln2, x)))
-        x = self._norm(self.ln1, x + drop(self.attn(x)))
-        return self._norm(self.ln2, x + drop(self.mlp(x)))
+            x = x + drop(attn(norm(self.ln1, x)))
+            return x + drop(mlp(norm(self.ln2, x)))
+        x = norm(self.ln1, x + drop(attn(x)))
+        return norm(self.ln2, x + drop(mlp(x)))
 
 
 class GPT(nnx.Module):
@@ -216,7 +225,8 @@ class GPT(nnx.Module):
         b, t = tokens_BxT.shape
         if t > self.cfg.block_size:
             raise ValueError(f"sequence length {t} exceeds model.block_size={self.cfg.block_size}")
-        x_BxTxD = self.wte(tokens_BxT) + self.wpe(jnp.arange(t))[None]
+        with jax.named_scope("embedding"):
+            x_BxTxD = self.wte(tokens_BxT) + self.wpe(jnp.arange(t))[None]
         x_BxTxD = self.dropout(x_BxTxD, deterministic=deterministic, rngs=rngs)
         captured: dict[str, Any] = {}
         if self.cfg.scan_layers:
@@ -227,18 +237,20 @@ class GPT(nnx.Module):
             for block in self.blocks:
                 x_BxTxD = block(x_BxTxD, deterministic=deterministic, rngs=rngs)
         if self.ln_f is not None:
-            x_BxTxD = self.ln_f(x_BxTxD)
+            with jax.named_scope("layer_norm"):
+                x_BxTxD = self.ln_f(x_BxTxD)
         if self.capture_tokens:
             rows = token_subsample(b * t, self.capture_tokens)
             captured["wte"] = {"inputs": x_BxTxD.reshape(b * t, -1)[rows]}
         # Tied output head; logits in float32 for a stable softmax cross-entropy.
-        logits_BxTxV = jnp.dot(
-            x_BxTxD.astype(self.wte.dtype),
-            self.wte.embedding[...].astype(self.wte.dtype).T,
-            preferred_element_type=jnp.float32,
-        )
-        chex.assert_shape(logits_BxTxV, (b, t, self.cfg.padded_vocab_size()))
-        return mask_padded_logits(logits_BxTxV, self.cfg.vocab_size), captured
+        with jax.named_scope("head"):
+            logits_BxTxV = jnp.dot(
+                x_BxTxD.astype(self.wte.dtype),
+                self.wte.embedding[...].astype(self.wte.dtype).T,
+                preferred_element_type=jnp.float32,
+            )
+            chex.assert_shape(logits_BxTxV, (b, t, self.cfg.padded_vocab_size()))
+            return mask_padded_logits(logits_BxTxV, self.cfg.vocab_size), captured
 
     def _scan_blocks(
         self, x_BxTxD: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None
@@ -400,7 +412,8 @@ def cross_entropy_loss(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.A
     """
     chex.assert_rank(logits_BxTxV, 3)
     chex.assert_equal_shape_prefix((logits_BxTxV, targets_BxT), 2)
-    logits = logits_BxTxV.astype(jnp.float32)
-    log_z = jax.nn.logsumexp(logits, axis=-1)
-    true_logit = jnp.take_along_axis(logits, targets_BxT[..., None], axis=-1)[..., 0]
-    return jnp.mean(log_z - true_logit)
+    with jax.named_scope("loss"):
+        logits = logits_BxTxV.astype(jnp.float32)
+        log_z = jax.nn.logsumexp(logits, axis=-1)
+        true_logit = jnp.take_along_axis(logits, targets_BxT[..., None], axis=-1)[..., 0]
+        return jnp.mean(log_z - true_logit)

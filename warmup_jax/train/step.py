@@ -133,8 +133,9 @@ def make_train_step(
             accumulate, init, (tokens_KxbxT1, jnp.arange(num_micro))
         )
         grads = optax.tree.scale(1.0 / num_micro, grad_sum)
-        grad_norm = optax.tree.norm(grads)
-        clipped, clip_factor = clip_by_global_norm(grads, grad_clip, norm=grad_norm)
+        with jax.named_scope("clip"):
+            grad_norm = optax.tree.norm(grads)
+            clipped, clip_factor = clip_by_global_norm(grads, grad_clip, norm=grad_norm)
         extra = {}
         if passes_stats:
             per_tensor = {path: jnp.sum(value) for path, value in sq_norm_sum.items()}
@@ -144,8 +145,9 @@ def make_train_step(
                 # estimator describe the same (clipped) gradients.
                 optimizer_stats = rescale_micro_batch_stats(optimizer_stats, clip_factor)
             extra["micro_batch_stats"] = optimizer_stats
-        updates, opt_state = tx.update(clipped, state.opt_state, state.params, **extra)
-        params = optax.apply_updates(state.params, updates)
+        with jax.named_scope("optimizer"):
+            updates, opt_state = tx.update(clipped, state.opt_state, state.params, **extra)
+            params = optax.apply_updates(state.params, updates)
         out = {
             "loss": loss_sum / num_micro,
             "grad_norm": grad_norm,  # before clipping
