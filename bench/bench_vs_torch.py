@@ -65,10 +65,8 @@ def torch_gpt(cfg, torch):
     return GPT()
 
 
-def run_torch(config, tokens, steps: int, warmup: int, threads: int) -> float:
-    import numpy as np
-    import torch
-
+def torch_model_and_optimizer(config, torch, threads: int):
+    """The reference GPT (seed 0) and its AdamW (β = 0.9, 0.95; weight decay 0.1 on matrices)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = torch_gpt(config.model, torch)
@@ -79,6 +77,14 @@ def run_torch(config, tokens, steps: int, warmup: int, threads: int) -> float:
         lr=config.optim.lr,
         betas=(0.9, 0.95),
     )
+    return model, opt
+
+
+def run_torch(config, tokens, steps: int, warmup: int, threads: int) -> float:
+    import numpy as np
+    import torch
+
+    model, opt = torch_model_and_optimizer(config, torch, threads)
     B, T = config.train.batch_size, config.train.seq_len
     rng = np.random.default_rng(0)
     start = None

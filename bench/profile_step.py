@@ -123,18 +123,9 @@ def profile_jax(config, steps: int) -> dict:
 def profile_torch(config, steps: int, threads: int) -> dict:
     import numpy as np
     import torch
-    from bench_vs_torch import torch_gpt
+    from bench_vs_torch import torch_model_and_optimizer
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = torch_gpt(config.model, torch)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-        lr=config.optim.lr,
-        betas=(0.9, 0.95),
-    )
+    model, opt = torch_model_and_optimizer(config, torch, threads)
     tc = config.train
     tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, (tc.batch_size, tc.seq_len + 1))
     batch = torch.from_numpy(tokens)

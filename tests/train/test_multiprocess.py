@@ -39,12 +39,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(tmp_path, name, num_processes, devices, overrides):
+def _start(tmp_path, name, num_processes, devices, overrides):
+    """Start the processes of one run; ``_results`` waits for them."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     port = str(_free_port())
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    procs = [
+    return [
         subprocess.Popen(
             [
                 sys.executable,
@@ -63,6 +64,9 @@ def _launch(tmp_path, name, num_processes, devices, overrides):
         )
         for i in range(num_processes)
     ]
+
+
+def _results(procs):
     results = []
     for proc in procs:
         output, _ = proc.communicate(timeout=300)
@@ -78,8 +82,9 @@ def test_two_processes_equal_one(tiny_overrides, tmp_path):
         "train.eval_interval=3",
         "train.mesh_fsdp=2",
     ]
-    two = _launch(tmp_path, "two", 2, 2, overrides)
-    (one,) = _launch(tmp_path, "one", 1, 4, overrides)
+    # The two runs are independent: they run at the same time (their own ports and folders).
+    two, one = _start(tmp_path, "two", 2, 2, overrides), _start(tmp_path, "one", 1, 4, overrides)
+    two, (one,) = _results(two), _results(one)
     assert two[0] == two[1]  # every process sees the same global losses
     for step, loss in one["train"].items():
         assert abs(two[0]["train"][step] - loss) <= 1e-5 * abs(loss)
@@ -88,8 +93,8 @@ def test_two_processes_equal_one(tiny_overrides, tmp_path):
     # Each run's checkpoint continued by the other process count: 1 process resumes the 2-process
     # run, 2 processes resume the 1-process run; both go on alike (to 5 steps, a logged change).
     more = [*overrides, "train.steps=5", "train.eval_interval=5", "train.resume=true", "train.allow_config_change=true"]
-    (from_two,) = _launch(tmp_path, "two", 1, 4, more)
-    from_one = _launch(tmp_path, "one", 2, 2, more)
+    from_two, from_one = _start(tmp_path, "two", 1, 4, more), _start(tmp_path, "one", 2, 2, more)
+    (from_two,), from_one = _results(from_two), _results(from_one)
     assert sorted(from_two["train"]) == ["4", "5"]
     for step, loss in from_two["train"].items():
         assert abs(from_one[0]["train"][step] - loss) <= 1e-5 * abs(loss)
