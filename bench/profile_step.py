@@ -36,15 +36,14 @@ PARTS = ("attention", "mlp", "layer_norm", "embedding", "head", "loss", "clip", 
 MATMUL_SIZE = 2048
 
 
-def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str]]:
-    """``{instruction name: (operation, op_name metadata)}`` of an optimized HLO module's text."""
+def hlo_op_names(hlo_text: str) -> dict[str, str]:
+    """``{instruction name: op_name metadata ("" where none)}`` of an optimized HLO module's text."""
     found = {}
-    pattern = re.compile(r"\s*(?:ROOT )?%?([\w.\-]+) = \S+ ([\w\-]+)\(.*?(?:op_name=\"([^\"]*)\")?")
     for line in hlo_text.splitlines():
-        match = pattern.match(line)
+        match = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = \S+ [\w\-]+\(", line)
         if match:
             meta = re.search(r'op_name="([^"]*)"', line)
-            found[match.group(1)] = (match.group(2), meta.group(1) if meta else "")
+            found[match.group(1)] = meta.group(1) if meta else ""
     return found
 
 
@@ -92,7 +91,7 @@ def profile_jax(config, steps: int) -> dict:
     shape = (tc.grad_accum_steps, tc.micro_batch_size, tc.seq_len + 1)
     batch = jnp.asarray(np.random.default_rng(0).integers(0, config.model.vocab_size, shape), jnp.int32)
     compiled = jax.jit(step, donate_argnums=0).lower(state, batch).compile()
-    instructions = hlo_instructions(compiled.as_text())
+    op_names = hlo_op_names(compiled.as_text())
 
     def run(n: int) -> float:
         nonlocal state
@@ -108,11 +107,11 @@ def profile_jax(config, steps: int) -> dict:
         jax.profiler.start_trace(trace_dir)
         run(steps)
         jax.profiler.stop_trace()
-        durations = traced_durations(trace_dir, set(instructions), steps)
+        durations = traced_durations(trace_dir, set(op_names), steps)
     table = collections.defaultdict(float)
     ops = []
     for name, ms in durations.items():
-        operation, op_name = instructions[name]
+        op_name = op_names[name]
         part, direction, kind = classify(name, op_name)
         table[(part, direction, kind)] += ms
         ops.append(dict(name=name, ms=ms, part=part, direction=direction, kind=kind, op_name=op_name))

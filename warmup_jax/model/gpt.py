@@ -80,15 +80,14 @@ class Dense(nnx.Linear):
         # transposed copy of the output gradient fused with GELU's derivative, which took half of
         # the MLP's backward pass (bench/profile_step.py). The values are the same.
         *lead, channels = inputs.shape
-        outputs = super().__call__(inputs.reshape(-1, channels)).reshape(*lead, -1)
+        x_NxC = inputs.reshape(-1, channels)
+        y_NxO = super().__call__(x_NxC)
         if self.capture_tokens:
-            rows = token_subsample(math.prod(inputs.shape[:-1]), self.capture_tokens)
+            rows = token_subsample(x_NxC.shape[0], self.capture_tokens)
             keep = lambda _, new: new  # noqa: E731  (one call per forward pass)
-            x_NxC = inputs.reshape(-1, inputs.shape[-1])[rows]
-            y_NxO = outputs.reshape(-1, outputs.shape[-1])[rows]
-            self.sow(nnx.Intermediate, "inputs", x_NxC, reduce_fn=keep)
-            self.sow(nnx.Intermediate, "outputs", y_NxO, reduce_fn=keep)
-        return outputs
+            self.sow(nnx.Intermediate, "inputs", x_NxC[rows], reduce_fn=keep)
+            self.sow(nnx.Intermediate, "outputs", y_NxO[rows], reduce_fn=keep)
+        return y_NxO.reshape(*lead, -1)
 
 
 def _dense(cfg: ModelConfig, fan_in: int, fan_out: int, std: float, rngs: nnx.Rngs) -> Dense:
