@@ -42,6 +42,12 @@ def _step_factors(learning_rate, ema_decay=0.9):
     )
 
 
+def _spectral_bound(learning_rate, threshold=0.1):
+    return optax.chain(
+        optax.scale_by_adam(), optax.scale_by_learning_rate(learning_rate), wo.scale_by_spectral_bound(threshold)
+    )
+
+
 _LION_EQ = functools.partial(wo.lion_equilibrium_angle, b1=0.9, b2=0.99)
 
 # name -> (factory taking learning_rate, extra kwargs, static_args for inject_hyperparams)
@@ -66,6 +72,8 @@ OPTIMIZERS.update(
         "scale_to_fixed_norm": (_fixed_norm, {}, ()),
         "scale_by_inverse_bias_correction": (_ibc, {}, ()),
         "scale_by_step_factors": (_step_factors, {}, ()),
+        # A threshold low enough to bind on the test's data, traced under inject_hyperparams.
+        "scale_by_spectral_bound": (_spectral_bound, {"threshold": 1e-3}, ()),
     }
 )
 # Recipes that are plain optax chains (adamw, lion, radam; gi_adam is adamw with another init)
@@ -195,7 +203,13 @@ def test_state_keeps_sharding_on_8_devices(name, axis_type):
         for a, b in zip(leaves0, leaves1):
             assert jax.typeof(a) == jax.typeof(b)
             assert a.sharding.is_equivalent_to(b.sharding, a.ndim), (a.sharding, b.sharding)
-        # Parameter-shaped state (momenta) is really sharded, not gathered.
-        param_shapes = {x.shape for x in jax.tree.leaves(params)}
-        moments = [x for x in leaves1 if x.shape in param_shapes]
-        assert all(not x.sharding.is_fully_replicated for x in moments)
+        # Parameter-shaped state (momenta: a leaf at a parameter's path, of its shape) is really
+        # sharded, not gathered.
+        keystr = jax.tree_util.keystr
+        param_shapes = [(keystr(k), x.shape) for k, x in jax.tree_util.tree_flatten_with_path(params)[0]]
+        moments = [
+            x
+            for k, x in jax.tree_util.tree_flatten_with_path(state1)[0]
+            if any(keystr(k).endswith(path) and x.shape == shape for path, shape in param_shapes)
+        ]
+        assert moments and all(not x.sharding.is_fully_replicated for x in moments)

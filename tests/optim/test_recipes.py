@@ -24,6 +24,7 @@ EXPECTED_NAMES = {
     "adamw_rotational",
     "gi_adam",
     "radam",
+    "adamw_spectral_bound",
 }
 NDIM_MASK = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # noqa: E731
 TOKENS = jnp.array([1, 3, 3, 7, 0, 15, 2, 9, 4, 5, 6, 8, 10, 11, 12, 13, 14])  # every row

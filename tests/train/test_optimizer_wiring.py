@@ -146,10 +146,11 @@ def test_lion_ar_rrc_trains_with_gradient_accumulation_and_its_factor_acts(tiny_
         assert moves_rrc[path] < moves_plain[path], path
 
 
-@pytest.mark.parametrize("name", ["lion_ar", "adamw"])
+@pytest.mark.parametrize("name", ["lion_ar", "adamw", "adamw_spectral_bound"])
 def test_scanned_layers_train_like_looped_layers(tiny_overrides, tmp_path, name):
     """Stacked blocks must not change the optimizer's parameter groups or neurons: a LayerNorm gain of
-    shape (L, d) stays a no-decay vector and a kernel (L, in, out) rotates per layer and column."""
+    shape (L, d) stays a no-decay vector, a kernel (L, in, out) rotates per layer and column, and the
+    spectral bound holds each layer's matrix on its own."""
     moves, losses = {}, {}
     for scan in (False, True):
         cfg = _config(

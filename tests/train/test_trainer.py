@@ -162,12 +162,15 @@ def _config(overrides, *extra):
     )
 
 
-def test_resume_continues_bit_exactly(tiny_overrides, tmp_path):
-    uninterrupted = Trainer(_config(tiny_overrides, f"train.out_dir={tmp_path / 'a'}")).run()
+# The spectral bound's state (power-iteration vectors, with empty nodes for vectors) must checkpoint too.
+@pytest.mark.parametrize("optimizer", ["adamw", "adamw_spectral_bound"])
+def test_resume_continues_bit_exactly(tiny_overrides, tmp_path, optimizer):
+    name = f"optim.name={optimizer}"
+    uninterrupted = Trainer(_config(tiny_overrides, name, f"train.out_dir={tmp_path / 'a'}")).run()
 
-    first = Trainer(_config(tiny_overrides, f"train.out_dir={tmp_path / 'b'}")).run(until_step=3)
+    first = Trainer(_config(tiny_overrides, name, f"train.out_dir={tmp_path / 'b'}")).run(until_step=3)
     assert first.interrupted and first.final_step == 3
-    resumed = Trainer(_config(tiny_overrides, f"train.out_dir={tmp_path / 'b'}", "train.resume=true")).run()
+    resumed = Trainer(_config(tiny_overrides, name, f"train.out_dir={tmp_path / 'b'}", "train.resume=true")).run()
     assert sorted(resumed.train_losses) == [4, 5, 6]
     for step in (4, 5, 6):
         assert resumed.train_losses[step] == uninterrupted.train_losses[step]  # bit-exact

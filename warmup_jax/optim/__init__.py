@@ -1,7 +1,7 @@
 """Optax transformations of the warmup paper: LionA, LionAR, SNR/RRC scaling, inverse bias
-correction; parameter groups, the paper's optimizers as aliases (``warmup_jax.optim.lion_ar(3e-3)``
-the way one writes ``optax.adamw(3e-4)``), the registry the trainer selects them from, and the seed
-papers' warmup helpers.
+correction; Qi et al.'s spectral step bound; parameter groups, the paper's optimizers as aliases
+(``warmup_jax.optim.lion_ar(3e-3)`` the way one writes ``optax.adamw(3e-4)``), the registry the
+trainer selects them from, and the seed papers' warmup helpers.
 
 Depends on jax, optax, chex and numpy only. See ``docs/optimizers.md`` for usage.
 """
@@ -10,6 +10,7 @@ from warmup_jax.optim import recipes, snr
 from warmup_jax.optim.alias import (
     adamw,
     adamw_rotational,
+    adamw_spectral_bound,
     gi_adam,
     lion,
     lion_a,
@@ -64,6 +65,12 @@ from warmup_jax.optim.sign_directions import (
     scale_to_fixed_norm,
 )
 from warmup_jax.optim.snr import MicroBatchStats
+from warmup_jax.optim.spectral import (
+    ScaleBySpectralBoundState,
+    scale_by_spectral_bound,
+    spectral_bound_scales,
+    top_singular_value,
+)
 
 __all__ = [
     "DECAY",
@@ -76,12 +83,14 @@ __all__ = [
     "ROTATIONAL",
     "ScaleByCountState",
     "ScaleByRotationalState",
+    "ScaleBySpectralBoundState",
     "ScaleByStepFactorsState",
     "StepFactor",
     "adamw",
     "adamw_equilibrium_angle",
     "adamw_matched_kappa",
     "adamw_rotational",
+    "adamw_spectral_bound",
     "center_rotational_params",
     "count_params",
     "decay_mask",
@@ -111,10 +120,13 @@ __all__ = [
     "scale_by_inverse_bias_correction",
     "scale_by_lion_nesterov",
     "scale_by_rotational",
+    "scale_by_spectral_bound",
     "scale_by_step_factors",
     "scale_to_fixed_norm",
     "sgdm_equilibrium_angle",
     "snr",
     "snr_rrc_factor",
+    "spectral_bound_scales",
+    "top_singular_value",
     "trapezoid_schedule",
 ]

@@ -22,6 +22,8 @@ alias                      update
 ``gi_adam``                AdamW whose second moment starts at g₀² (initialise with
                            :func:`warmup_jax.optim.gi_adam_init`)
 ``radam``                  optax's RAdam with the baseline's decoupled weight decay
+``adamw_spectral_bound``   AdamW² (Qi et al., 2025): AdamW whose step per matrix is at most
+                           τ = 0.1 of the matrix in spectral norm
 ========================== ================================================================
 
 Parameter groups come from ``rules`` (see :mod:`warmup_jax.optim.groups`; default: by rank and
@@ -54,6 +56,7 @@ from warmup_jax.optim.factors import (
 )
 from warmup_jax.optim.rotational import adamw_equilibrium_angle, lion_equilibrium_angle, scale_by_rotational
 from warmup_jax.optim.sign_directions import scale_by_lion_nesterov, scale_to_fixed_norm
+from warmup_jax.optim.spectral import scale_by_spectral_bound
 
 _ANGULAR_STEPS = ("equilibrium", "direct")
 _IBC_MODES = ("linear", "sqrt", None)
@@ -503,4 +506,37 @@ def radam(
         optax.scale_by_radam(b1, b2, eps, threshold=threshold),
         _decayed(weight_decay, rules),
         optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def adamw_spectral_bound(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    threshold: float = 0.1,
+    power_iterations: int = 2,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+    rules: Sequence[groups.Rule] | None = None,
+    mu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""AdamW² (Qi et al., 2025): the baseline AdamW whose step per matrix is bounded spectrally.
+
+    .. math::
+
+        \Delta = -\eta_t\big(\hat m_t/(\sqrt{\hat v_t}+\epsilon) + \lambda w\big), \qquad
+        \Delta \leftarrow \Delta\,\min\!\big(1,\ \tau\,\sigma_1(W)/\sigma_1(\Delta)\big)
+
+    for every tensor with two or more axes (per matrix of a stacked tensor), with :math:`\sigma_1`
+    estimated by persistent power iteration; see :func:`warmup_jax.optim.scale_by_spectral_bound`
+    for the reconstruction choices. ``threshold`` is :math:`\tau`.
+
+    Example:
+        >>> import warmup_jax.optim as wo
+        >>> tx = wo.adamw_spectral_bound(1e-3)
+    """
+    return optax.chain(
+        adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, rules=rules, mu_dtype=mu_dtype),
+        scale_by_spectral_bound(threshold, power_iterations=power_iterations),
     )

@@ -31,6 +31,7 @@ RECIPES: dict[str, Recipe] = {
         alias.adamw_rotational,
         alias.gi_adam,
         alias.radam,
+        alias.adamw_spectral_bound,
     )
 }
 
