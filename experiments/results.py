@@ -471,10 +471,27 @@ def _early_mean(curves: Sequence[dict[str, list]], last: int) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+PROGRESS_LOSS = 6.0  # a training loss between the unigram plateau (~6.5) and the final losses (~5.1-6.2)
+
+
+def _steps_to(curves: Sequence[dict[str, list]], level: float) -> str:
+    """Per seed, the first logged step whose training loss is below ``level`` ('–' if never)."""
+    firsts = []
+    for c in curves:
+        steps = [s for s, v in zip(c["step"], c["value"]) if v is not None and v < level]
+        firsts.append(str(steps[0]) if steps else "–")
+    return ", ".join(firsts) if firsts else "–"
+
+
 def mechanism_section(cells: Cells) -> list[str]:
-    """The early update sizes behind the verdicts: steps 1-15 at each optimizer's best no-warmup LR."""
+    """The early update sizes behind the verdicts: steps 1-15 at each optimizer's best no-warmup LR,
+    and when each run got below a training loss of PROGRESS_LOSS."""
     names = (("update_l2", "ℓ2 update"), ("angle", "angle (rad)"), ("rrc", "RRC"))
-    header = ["optimizer", "LR"] + [f"{label}: none / 5 % (ratio)" for _, label in names]
+    header = (
+        ["optimizer", "LR"]
+        + [f"{label}: none / 5 % (ratio)" for _, label in names]
+        + [f"first step below loss {PROGRESS_LOSS}: none / 5 % (per seed)"]
+    )
     rows = []
     for label in compare.VARIANTS:
         lr = cells.best_lr(label, NO)
@@ -485,13 +502,15 @@ def mechanism_section(cells: Cells) -> list[str]:
             no, yes = (_early_mean(cells.curve(label, w, lr, name), EARLY_STEPS) for w in (NO, YES))
             ratio = no / yes if yes and math.isfinite(yes) and yes > 0 else math.nan
             row.append(f"{_fmt(no, 4)} / {_fmt(yes, 4)} ({_fmt(ratio, 2)}x)")
+        row.append(" / ".join(_steps_to(cells.curve(label, w, lr, "train_loss"), PROGRESS_LOSS) for w in (NO, YES)))
         rows.append(row)
     lines = [
         "## Early updates: what warmup changes",
         "",
         f"Mean over steps 1–{EARLY_STEPS} (the 5 % warmup) and over seeds of the global update metrics, "
         "at each optimizer's best LR without warmup, without / with the 5 % warmup. The ratio is how much "
-        "larger the early updates are without warmup.",
+        "larger the early updates are without warmup. The last column is the step (logged every 5) at which "
+        f"the training loss first fell below {PROGRESS_LOSS}, i.e. left the unigram plateau, per seed.",
         "",
     ]
     return lines + (_table(header, rows) if rows else ["No records yet."]) + [""]
