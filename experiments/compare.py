@@ -119,7 +119,9 @@ def extended_lrs(label: str, found: dict[tuple, dict[str, Any]]) -> list[float]:
     """The LR grid of an optimizer: its starting grid, extended beyond an edge that holds the best
     seed-0 loss of either warmup (one LR at a time, as the records of the last one arrive)."""
     lrs = sorted(VARIANTS[label][2])
-    for _ in range(6):  # at most 6 extensions (a factor 64): an optimizer that never turns is reported so
+    # At most 6 passes; a pass extends the grid once per warmup whose best is at an edge (so up to 12
+    # LRs beyond the starting grid): an optimizer that never turns is reported so.
+    for _ in range(6):
         grown = False
         for warmup in (0.0, REFERENCE_WARMUP):
             losses = [_loss(found.get((label, warmup_steps(warmup), lr, 0))) for lr in lrs]

@@ -47,6 +47,9 @@ class OptimConfig:
     name: str = "adamw"  # an optimizer name: `warmup-jax configs` lists them (section "optimizers")
     lr: float = 6e-4  # peak learning rate
     warmup_steps: int = 0
+    warmup_init_lr: float = 0.0  # learning rate at step 0 of the warmup (Kalra & Barkeshli's eta_init)
+    # Measure eta_init at start-up: the smallest doubling LR whose first step raises the loss (the catapult)
+    catapult_init_lr: bool = False
     cooldown_fraction: float = 0.5  # final fraction of training with a linear decay to end_lr
     end_lr: float = 0.0
     schedule_unit: str = "steps"  # "tokens": decay follows tokens seen (for sequence-length warmup)
@@ -61,6 +64,12 @@ class OptimConfig:
         check_choice("optim.schedule_unit", self.schedule_unit, ("steps", "tokens"))
         max_warmup = total_steps - int(round(self.cooldown_fraction * total_steps))
         check_range("optim.warmup_steps", self.warmup_steps, low=0, high=max_warmup)
+        check_range("optim.warmup_init_lr", self.warmup_init_lr, low=0.0, high=self.lr)
+        if self.catapult_init_lr and self.warmup_steps == 0:
+            raise ConfigError(
+                "optim.catapult_init_lr=true chooses where the warmup starts, but optim.warmup_steps=0; "
+                "allowed: warmup_steps >= 1 with catapult_init_lr"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,6 +35,8 @@ from ._cli import train_tiny
         ("optim.end_lr=inf", "optim.end_lr=inf is not a finite number"),
         ("optim.grad_clip=nan", "optim.grad_clip=nan is not a finite number"),
         ("optim.cooldown_fraction=nan", "optim.cooldown_fraction=nan is not a finite number"),
+        ("optim.warmup_init_lr=1", "optim.warmup_init_lr=1.0 is out of range"),
+        ("optim.catapult_init_lr=true", "optim.catapult_init_lr=true chooses where the warmup starts"),
         ("optim.hparams.eps=-1", "optim.hparams.eps=-1 must lie in [0.0, inf)"),
         ("optim.hparams.b2=nan", "optim.hparams.b2=nan must lie in [0.0, 1.0)"),
         ("optim.hparams.b2=abc", "optim.hparams.b2='abc' is not a number"),

@@ -1,6 +1,8 @@
 """How the trainer feeds the paper's optimizers: micro-batch statistics under clipping, GI-Adam's
 initial gradient, and the refusal of setups an optimizer cannot work with."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,7 @@ from warmup_jax.config import ConfigError, load_config
 from warmup_jax.data.loader import TrainLoader
 from warmup_jax.model import gpt
 from warmup_jax.model.config import ModelConfig
+from warmup_jax.optim import recipes as wo_recipes
 from warmup_jax.optim.snr import MicroBatchStats
 from warmup_jax.train.step import init_train_state, make_mean_gradient, make_train_step
 from warmup_jax.train.trainer import Trainer
@@ -193,3 +196,59 @@ def test_momentum_metrics_take_beta_from_the_optimizer(tiny_overrides, name, hpa
         assert trainer.metrics_config.momentum_beta == pytest.approx(expected, rel=1e-12)
     finally:
         trainer.close()
+
+
+def test_catapult_refuses_optimizers_whose_first_step_is_not_plain(tiny_overrides):
+    for name in ("gi_adam", "lion_ar_rrc"):
+        with pytest.raises(ConfigError, match=f"catapult_init_lr=true.*'{name}'"):
+            Trainer(
+                _config(
+                    tiny_overrides,
+                    f"optim.name={name}",
+                    "optim.catapult_init_lr=true",
+                    "optim.warmup_steps=1",
+                    "train.grad_accum_steps=2",
+                    "train.batch_size=16",
+                ),
+                quiet=True,
+            )
+
+
+def test_catapult_starts_the_warmup_at_eta_c_and_a_resume_keeps_it(tiny_overrides, tmp_path):
+    """The warmup starts at min(eta_c, peak): eta_c's trial step raises the probe batch's loss and the
+    step at eta_c / 2 does not; a resumed run reads eta_c back from the run folder."""
+    from warmup_jax.train.step import make_loss_fn
+    from warmup_jax.train.trainer import CATAPULT_FILE
+
+    peak = 10.0  # above eta_c, so that the warmup starts at eta_c itself
+    overrides = (f"optim.lr={peak}", "optim.catapult_init_lr=true", "optim.warmup_steps=2", "train.steps=4")
+    trainer = Trainer(_config(tiny_overrides, *overrides, f"train.out_dir={tmp_path / 'run'}"), quiet=True)
+    recorded = json.loads((tmp_path / "run" / CATAPULT_FILE).read_text())
+    eta_c = recorded["eta_c"]
+    assert 0 < eta_c < peak and recorded["warmup_init_lr"] == eta_c
+    assert float(trainer.schedule(0)) == pytest.approx(eta_c) and float(trainer.schedule(2)) == peak
+
+    params = jax.device_get(trainer.state.params)  # the initial parameters
+    tokens = trainer._probe_batch()
+    loss = make_loss_fn(trainer.model_def, 0.0)
+    probe = lambda p: jnp.mean(jax.lax.map(lambda t: loss(p, t, None), tokens))  # noqa: E731
+
+    def after_one_step(lr):
+        clip = trainer.config.optim.grad_clip  # clipped like training
+        tx = (
+            optax.chain(optax.clip_by_global_norm(clip), wo_recipes.build("adamw", lr))
+            if clip
+            else wo_recipes.build("adamw", lr)
+        )
+        updates, _ = tx.update(jax.grad(probe)(params), tx.init(params), params)
+        return float(probe(optax.apply_updates(params, updates)))
+
+    start = float(probe(params))
+    assert after_one_step(eta_c) > start >= after_one_step(eta_c / 2)
+
+    trainer.run(until_step=1)
+    (tmp_path / "run" / CATAPULT_FILE).write_text(json.dumps({"eta_c": 0.125}))
+    resumed = Trainer(
+        _config(tiny_overrides, *overrides, f"train.out_dir={tmp_path / 'run'}", "train.resume=true"), quiet=True
+    )
+    assert float(resumed.schedule(0)) == 0.125

@@ -62,21 +62,20 @@ def find_catapult_lr(
     """
     if initial_lr <= 0:
         raise ValueError(f"initial_lr={initial_lr} must be positive")
-    value_and_grad = jax.value_and_grad(loss_fn)
+    grad_fn = jax.grad(loss_fn)
 
+    # The parameters are an argument, not a constant folded into the compiled trial step.
     @jax.jit
-    def trial(lr):
+    def trial(params, lr):
         tx = optimizer(lr)
-        state = tx.init(params)
-        _, grads = value_and_grad(params)
-        updates, _ = tx.update(grads, state, params)
+        updates, _ = tx.update(grad_fn(params), tx.init(params), params)
         return loss_fn(optax.apply_updates(params, updates))
 
-    loss0 = float(loss_fn(params))
+    loss0 = float(jax.jit(loss_fn)(params))
     threshold = loss0 + rise_tolerance * abs(loss0)
 
     def rises(lr: float) -> bool:
-        loss = float(trial(jnp.asarray(lr, jnp.float32)))
+        loss = float(trial(params, jnp.asarray(lr, jnp.float32)))
         return not math.isfinite(loss) or loss > threshold
 
     if rises(initial_lr):

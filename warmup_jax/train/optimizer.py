@@ -49,9 +49,16 @@ def available_optimizers() -> dict[str, OptimizerFactory]:
 
 
 def build_schedule(
-    optim_cfg, total_steps: int, *, tokens_per_step: Callable[[int], int] | None = None
+    optim_cfg,
+    total_steps: int,
+    *,
+    tokens_per_step: Callable[[int], int] | None = None,
+    warmup_init_lr: float | None = None,
 ) -> optax.Schedule:
     """The trapezoid schedule of ``optim_cfg`` over ``total_steps``.
+
+    The warmup starts at ``warmup_init_lr`` (default ``optim.warmup_init_lr``; the trainer passes the
+    measured catapult learning rate with ``optim.catapult_init_lr``).
 
     With ``optim.schedule_unit="tokens"`` (for sequence-length warmup) the warmup stays step-based
     but the plateau and cooldown follow the fraction of the run's tokens consumed so far, as
@@ -62,6 +69,7 @@ def build_schedule(
         total_steps,
         warmup_steps=optim_cfg.warmup_steps,
         cooldown_fraction=optim_cfg.cooldown_fraction,
+        init_value=optim_cfg.warmup_init_lr if warmup_init_lr is None else warmup_init_lr,
         end_value=optim_cfg.end_lr,
     )
     if optim_cfg.schedule_unit == "steps" or tokens_per_step is None:
@@ -122,6 +130,13 @@ def check_optimizer_fits_training(optim_cfg, train_cfg) -> None:
         raise ConfigError(
             f"train.grad_accum_steps={train_cfg.grad_accum_steps}: optimizer {optim_cfg.name!r} estimates the "
             "gradient signal-to-noise ratio from the micro-batches of gradient accumulation; allowed: >= 2"
+        )
+    special = recipes.NEEDS_MICRO_BATCH_STATS | recipes.NEEDS_INITIAL_GRADIENT
+    if optim_cfg.catapult_init_lr and optim_cfg.name in special:
+        raise ConfigError(
+            f"optim.catapult_init_lr=true: the catapult search takes plain first steps of the optimizer, which "
+            f"{optim_cfg.name!r} does not (it needs micro-batch statistics or a state built from a gradient); "
+            f"allowed with every optimizer except {', '.join(sorted(special))}"
         )
 
 

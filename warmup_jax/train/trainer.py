@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import sys
 import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from warmup_jax import data as data_lib
 from warmup_jax.config import Config, ConfigError
@@ -33,7 +36,7 @@ from warmup_jax.errors import CheckpointError, CorruptCheckpointError, NonFinite
 from warmup_jax.metrics.update import metrics_due
 from warmup_jax.model import gpt
 from warmup_jax.model.flops import ThroughputMeter, flops_per_token, peak_flops_per_device
-from warmup_jax.optim import gi_adam_init
+from warmup_jax.optim import find_catapult_lr, gi_adam_init, recipes
 from warmup_jax.train import mesh as mesh_lib
 from warmup_jax.train.checkpoint import Checkpointer, abstract_like, config_dict
 from warmup_jax.train.logger import MetricLogger, Progress
@@ -52,10 +55,13 @@ from warmup_jax.train.step import (
     clip_by_global_norm,
     init_train_state,
     make_eval_step,
+    make_loss_fn,
     make_mean_gradient,
     make_train_step,
     pack_update_metrics,
 )
+
+CATAPULT_FILE = "catapult_lr.json"  # eta_c of optim.catapult_init_lr, in the run folder
 
 
 @dataclasses.dataclass
@@ -195,13 +201,23 @@ class Trainer:
         self.progress.message(f"data: {self.data.description}")
 
         self.mesh = mesh_lib.make_mesh(tc.mesh_fsdp)
+        self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
         self.model_def, abstract_params = gpt.abstract_params(config.model)
         self.num_params = gpt.count_params(abstract_params)
         self.seq_len_warmup = SeqLenWarmup.from_config(config.data)
+        warmup_init_lr = None
+        if config.optim.catapult_init_lr:
+            eta_c = self._catapult_lr(abstract_params, resuming=latest is not None)
+            warmup_init_lr = min(eta_c, config.optim.lr)
+            self.progress.message(
+                f"catapult: eta_c = {eta_c:.4g} (first doubling LR whose trial step raised the loss); "
+                f"the warmup starts at {warmup_init_lr:.4g}"
+            )
         self.schedule = build_schedule(
             config.optim,
             tc.steps,
             tokens_per_step=lambda s: tc.batch_size * self.seq_len_at(s),
+            warmup_init_lr=warmup_init_lr,
         )
         # Gradient clipping is the step's (make_train_step clips the mean gradient and rescales the
         # micro-batch statistics alike): build_optimizer does not clip.
@@ -216,7 +232,6 @@ class Trainer:
             _, params = gpt.init_params(config.model, jax.random.key(tc.seed))
             return init_train_state(params, self.tx, tc.seed)
 
-        self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
         metrics_cfg = config.metrics
         if metrics_cfg.momentum_beta is None:
             # The weight of the old momentum in this optimizer's direction (b1; beta**2 with Nesterov).
@@ -272,16 +287,7 @@ class Trainer:
         seed (``train.seed + 1``), so it is not one of the batches trained on; it is clipped like
         the gradients the optimizer will see (``optim.grad_clip``).
         """
-        tc = self.config.train
-        loader = TrainLoader(
-            self.data.train_tokens,
-            seq_len=tc.seq_len,
-            global_batch_size=tc.batch_size,
-            seed=tc.seed + 1,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        )
-        batch = self._device_batch(next(loader))
+        batch = self._probe_batch()
         mean_gradient = make_mean_gradient(self.model_def)
         clip = self.config.optim.grad_clip
 
@@ -296,6 +302,54 @@ class Trainer:
         )(state.params, batch)
         self.progress.message(f"{self.config.optim.name}: optimizer state initialised from one gradient")
         return state._replace(opt_state=opt_state)
+
+    def _probe_batch(self) -> jax.Array:
+        """One global batch drawn with another seed (``train.seed + 1``), so not one trained on: the
+        data that the set-ups which look at the loss before training (GI-Adam, the catapult) see."""
+        tc = self.config.train
+        loader = TrainLoader(
+            self.data.train_tokens,
+            seq_len=tc.seq_len,
+            global_batch_size=tc.batch_size,
+            seed=tc.seed + 1,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        return self._device_batch(next(loader))
+
+    def _catapult_lr(self, abstract_params: Any, *, resuming: bool) -> float:
+        """Kalra & Barkeshli's eta_c for ``optim.catapult_init_lr``: the smallest LR on a doubling grid
+        (from 1e-6) whose first step, from the run's initial parameters on the probe batch and
+        clipped like training, raises the loss on that batch. Recorded in the run folder
+        (``catapult_lr.json``) and read back on resume, so a resumed run keeps its schedule."""
+        config = self.config
+        path = os.path.join(config.train.out_dir, CATAPULT_FILE)
+        if resuming and os.path.exists(path):
+            with open(path) as f:
+                return float(json.load(f)["eta_c"])
+        params = jax.jit(
+            lambda: gpt.init_params(config.model, jax.random.key(config.train.seed))[1],
+            out_shardings=mesh_lib.state_shardings(abstract_params, self.mesh),
+        )()
+        tokens = self._probe_batch()
+        loss = make_loss_fn(self.model_def, 0.0)
+
+        def probe_loss(p: Any) -> jax.Array:  # the mean over the micro-batches, like a training step
+            return jnp.mean(jax.lax.map(lambda t: loss(p, t, None), tokens))
+
+        clip = config.optim.grad_clip
+
+        def optimizer(lr: jax.Array) -> optax.GradientTransformation:
+            tx = recipes.build(config.optim.name, lr, **config.optim.hparams)
+            return optax.chain(optax.clip_by_global_norm(clip), tx) if clip > 0 else tx
+
+        eta_c = find_catapult_lr(probe_loss, params, optimizer)
+        if self.is_main:
+            record = {"eta_c": eta_c, "peak_lr": config.optim.lr, "warmup_init_lr": min(eta_c, config.optim.lr)}
+            with open(path + ".tmp", "w") as f:
+                json.dump(record, f)
+            os.replace(path + ".tmp", path)
+        return eta_c
 
     def seq_len_at(self, step: int) -> int:
         if self.seq_len_warmup is None:
