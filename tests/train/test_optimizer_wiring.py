@@ -70,6 +70,27 @@ def _config(overrides, *extra):
     )
 
 
+def test_the_step_reports_how_often_the_spectral_bound_binds():
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=32)
+    model_def, params = gpt.init_params(cfg, 0)
+    tokens = jax.random.randint(jax.random.key(1), (1, 4, 9), 0, 32)
+    matrices = sum(x.ndim >= 2 for x in jax.tree.leaves(params))
+
+    def reported(threshold):
+        tx = wo_recipes.build("adamw_spectral_bound", 1e-2, threshold=threshold)
+        _, metrics = jax.jit(make_train_step(model_def, tx))(init_train_state(params, tx, 0), tokens)
+        return float(metrics["spectral_bound_fraction"]), float(metrics["spectral_bound_min_scale"])
+
+    assert reported(1e3) == (0.0, 1.0)  # never binds
+    fraction, min_scale = reported(1e-6)  # binds on every matrix
+    assert fraction == 1.0 and 0.0 < min_scale < 1e-2
+    assert matrices >= 4
+    _, metrics = jax.jit(make_train_step(model_def, wo_recipes.build("adamw", 1e-2)))(
+        init_train_state(params, wo_recipes.build("adamw", 1e-2), 0), tokens
+    )
+    assert "spectral_bound_fraction" not in metrics  # only with the bound in the optimizer
+
+
 def test_gi_adam_starts_from_one_gradient_on_a_separate_batch(tiny_overrides):
     trainer = Trainer(_config(tiny_overrides, "optim.name=gi_adam", "optim.grad_clip=0"), quiet=True)
     tc = trainer.config.train

@@ -39,6 +39,7 @@ from flax import nnx
 from warmup_jax.metrics import update as update_lib
 from warmup_jax.model.gpt import ModelDef, cross_entropy_loss, forward_capturing_dense
 from warmup_jax.optim.snr import MicroBatchStats, rescale_micro_batch_stats
+from warmup_jax.optim.spectral import spectral_bound_scales
 
 
 class TrainState(NamedTuple):
@@ -154,6 +155,11 @@ def make_train_step(
             "update_norm": optax.tree.norm(updates),
             "param_norm": optax.tree.norm(params),
         }
+        bound = spectral_bound_scales(opt_state)
+        if bound:  # a spectral step bound in the optimizer: how many matrices it held back, and how far
+            scales = jnp.concatenate([jnp.ravel(x) for x in bound.values()])
+            out["spectral_bound_fraction"] = jnp.mean((scales < 1.0).astype(jnp.float32))
+            out["spectral_bound_min_scale"] = jnp.min(scales)
         if metrics is not None:
             due = update_lib.metrics_due(
                 state.step + 1,
