@@ -47,7 +47,7 @@ def test_a_large_step_is_bounded_to_the_threshold_of_the_weight():
     tau = 0.05
     key = jax.random.key(0)
     weight = 0.02 * jax.random.normal(key, (2, 32, 48))
-    tx = wo.scale_by_spectral_bound(tau)
+    tx = wo.scale_by_spectral_bound(tau, power_iterations=10, init_iterations=200)  # converged estimates
     state = tx.init({"w": weight})
     step = {"w": _rank_one(jax.random.fold_in(key, 1), weight.shape, size=jnp.array([5.0, 0.001]))}
     out, state = jax.jit(tx.update)(step, state, {"w": weight})
@@ -62,7 +62,7 @@ def test_a_large_step_is_bounded_to_the_threshold_of_the_weight():
 
 
 def test_the_estimates_converge_over_steps_from_the_persistent_vectors():
-    """With one power iteration per step, a full-rank step's bound becomes exact within a few steps."""
+    """With one power iteration per step, a full-rank step's bound becomes exact within tens of steps."""
     tau = 0.01
     key = jax.random.key(3)
     weight = jax.random.normal(key, (40, 24))
@@ -71,10 +71,11 @@ def test_the_estimates_converge_over_steps_from_the_persistent_vectors():
     state = tx.init({"w": weight})
     update = jax.jit(tx.update)
     errors = []
-    for _ in range(30):
+    for _ in range(60):
         out, state = update({"w": step}, state, {"w": weight})
         errors.append(abs(_sigma1(out["w"]) / (tau * _sigma1(weight)) - 1.0))
-    assert errors[-1] < 1e-3 < errors[0], errors
+    # Off by percents in the first steps (the two estimates' shortfalls partly cancel at first), exact later.
+    assert max(errors[:10]) > 1e-2 and errors[-1] < 1e-4, errors
 
 
 def test_vectors_and_small_steps_pass_unchanged():
@@ -110,7 +111,7 @@ def test_masked_and_partitioned_use_bounds_only_the_selected_tensors():
     tx = optax.masked(wo.scale_by_spectral_bound(0.1), only_fc)
     out, _ = tx.update(big, tx.init(params), params)
     fc = out["blocks"][0]["mlp"]["fc"]["kernel"]
-    # Within the weight estimate's shortfall after 8 + 2 iterations (it only ever underestimates).
+    # Within the weight estimate's shortfall after 20 + 2 iterations (it only ever underestimates).
     limit = 0.1 * _sigma1(params["blocks"][0]["mlp"]["fc"]["kernel"])
     assert 0.85 * limit <= _sigma1(fc) <= limit * (1 + 1e-5)
     np.testing.assert_array_equal(out["wte"]["embedding"], big["wte"]["embedding"])

@@ -33,7 +33,7 @@ Reconstruction choices (the paper's own code was not available to us):
   so their estimate converges over the first steps; the update's top direction persists because of
   the momentum. Power iteration never overestimates :math:`\sigma_1`, so an unconverged update
   estimate lets a step exceed the bound by the estimate's shortfall; the first step is started from
-  ``init`` iterations (default 8) of power iteration on the initial weights. A matrix whose weight is
+  ``init_iterations`` (default 20) of power iteration on the initial weights. A matrix whose weight is
   exactly zero (a zero-initialised projection) is not bounded, or it could never move.
 
 Cost: per matrix of shape ``(m, n)`` and power iteration, two matrix-vector products, i.e.
@@ -124,7 +124,7 @@ def scale_by_spectral_bound(
     threshold: jax.typing.ArrayLike = 0.1,
     *,
     power_iterations: int = 2,
-    init_iterations: int = 8,
+    init_iterations: int = 20,
     seed: int = 0,
 ) -> optax.GradientTransformation:
     r"""Scales each matrix's step down to :math:`\sigma_1(\Delta) \le \tau\,\sigma_1(W)` where it exceeds it.
