@@ -571,6 +571,10 @@ def write(out: str, figures: str) -> list[str]:
     ]
     for i, claim in enumerate(claims(cells), 1):
         lines += [f"{i}. **{claim['claim']}** — *{claim['verdict']}*.  ", f"   {claim['evidence']}"]
+    discussion = os.path.join(HERE, "DISCUSSION.md")  # written by hand, citing the tables, no numbers of its own
+    if os.path.exists(discussion):
+        with open(discussion, encoding="utf-8") as f:
+            lines += ["", f.read().rstrip()]
     paths = [
         figure_adamw(cells, figures),
         figure_lr_sweeps(cells, figures),
