@@ -14,6 +14,8 @@ whole comparison, interrupted and resumed any number of times:
 
 Launch:   warmup-jax sweep experiments/compare.py && python experiments/results.py
 Expected: 85 cells in stage 1 and up to 28 more, ~95 s each on 2 CPU cores (~3 h in all).
+          As run: 148 cells in stage 1 (the edge rule extended most grids upward), 14 in stage 2 and
+          10 in stage 3; RESULTS.md states the CPU-hours.
 """
 
 from __future__ import annotations
