@@ -229,8 +229,7 @@ class Trainer:
         self.checkpointer.check_space(abstract_state)  # now, not at the first save hours later
 
         def init_state():
-            _, params = gpt.init_params(config.model, jax.random.key(tc.seed))
-            return init_train_state(params, self.tx, tc.seed)
+            return init_train_state(self._initial_params(), self.tx, tc.seed)
 
         metrics_cfg = config.metrics
         if metrics_cfg.momentum_beta is None:
@@ -303,6 +302,11 @@ class Trainer:
         self.progress.message(f"{self.config.optim.name}: optimizer state initialised from one gradient")
         return state._replace(opt_state=opt_state)
 
+    def _initial_params(self) -> Any:
+        """The run's initial parameters (from ``train.seed``): what training starts from and what
+        the catapult search probes. Call it under ``jax.jit`` to create them in their layout."""
+        return gpt.init_params(self.config.model, jax.random.key(self.config.train.seed))[1]
+
     def _probe_batch(self) -> jax.Array:
         """One global batch drawn with another seed (``train.seed + 1``), so not one trained on: the
         data that the set-ups which look at the loss before training (GI-Adam, the catapult) see."""
@@ -327,10 +331,7 @@ class Trainer:
         if resuming and os.path.exists(path):
             with open(path) as f:
                 return float(json.load(f)["eta_c"])
-        params = jax.jit(
-            lambda: gpt.init_params(config.model, jax.random.key(config.train.seed))[1],
-            out_shardings=mesh_lib.state_shardings(abstract_params, self.mesh),
-        )()
+        params = jax.jit(self._initial_params, out_shardings=mesh_lib.state_shardings(abstract_params, self.mesh))()
         tokens = self._probe_batch()
         loss = make_loss_fn(self.model_def, 0.0)
 
