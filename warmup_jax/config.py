@@ -89,6 +89,9 @@ class TrainConfig:
     out_dir: str = "runs/default"
     resume: bool = False
     allow_config_change: bool = False  # resume with settings that alter the trajectory (logged)
+    # A run folder (its train.out_dir): a new run starts from the parameters of its newest
+    # checkpoint that verifies, with a fresh optimizer state and schedule (continued pre-training).
+    init_from: str = ""
     mesh_fsdp: int = 1  # devices along the FSDP axis; the data axis takes the rest
     peak_flops_per_device: float = 0.0  # 0: looked up (accelerators) or measured (CPU)
     tensorboard: bool = True
@@ -186,6 +189,11 @@ class Config:
             raise ConfigError(
                 f"data.seq_len_min={self.data.seq_len_min} is longer than train.seq_len={self.train.seq_len}; "
                 f"allowed: seq_len_min <= {self.train.seq_len}"
+            )
+        if self.train.init_from and self.optim.catapult_init_lr:
+            raise ConfigError(
+                f"optim.catapult_init_lr=true with train.init_from={self.train.init_from!r} is not supported: the "
+                "catapult search probes freshly initialised parameters; allowed: one of the two"
             )
         if num_devices is not None:
             if num_devices % self.train.mesh_fsdp:

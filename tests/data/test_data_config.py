@@ -42,6 +42,9 @@ def test_bad_tokenizer_message_names_field_value_and_choices():
         ("seq_len_min", 0),
         ("seq_len_bucket", 0),
         ("bpe_train_max_bytes", 0),
+        ("num_parts", 0),
+        ("part", 1),  # with the default num_parts=1
+        ("part", -1),
     ],
 )
 def test_every_field_is_checked(field, value):

@@ -27,6 +27,10 @@ class DataConfig:
     seq_len_warmup_steps: length of the sequence-length warmup (0 = off); lengths ramp from
       seq_len_min to the model's sequence length in multiples of seq_len_bucket.
     bpe_train_max_bytes: at most this much text (in document order) trains the BPE.
+    num_parts, part: train on part `part` (0-based) of `num_parts` contiguous, equal slices of the
+      token streams in document order (for continued pre-training on another part of a corpus).
+      The validation stream is cut at the same fractions, so each part is evaluated on its own
+      held-out text; the trainer also reports the validation loss of every part.
     """
 
     source: str = "debian"
@@ -43,6 +47,8 @@ class DataConfig:
     seq_len_min: int = 8
     seq_len_bucket: int = 8
     bpe_train_max_bytes: int = 200_000_000
+    num_parts: int = 1
+    part: int = 0
 
     def validate(self) -> None:
         """Raises ConfigError for the first field whose value is not allowed."""
@@ -60,6 +66,8 @@ class DataConfig:
         _check_int("seq_len_min", self.seq_len_min, 1, 2**31 - 1)
         _check_int("seq_len_bucket", self.seq_len_bucket, 1, 2**31 - 1)
         _check_int("bpe_train_max_bytes", self.bpe_train_max_bytes, 1, 2**62)
+        _check_int("num_parts", self.num_parts, 1, 1024)
+        _check_int("part", self.part, 0, self.num_parts - 1)
         if self.source == "debian":
             if self.path:
                 raise ConfigError(

@@ -49,6 +49,8 @@ class PreparedData:
     train_tokens: np.ndarray  # 1-D, read-only memmap
     val_tokens: np.ndarray
     description: str  # e.g. "debian corpus: 4.2M train tokens, 85k val tokens, bpe-8192"
+    # With data.num_parts > 1: the validation stream of every part (val_tokens is that of data.part).
+    val_parts: tuple[np.ndarray, ...] = ()
 
     @property
     def eot_id(self) -> int:
@@ -76,7 +78,7 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
     cfg.validate()
     cache = cfg.resolved_cache_dir()
     try:
-        return _prepare_data(cfg, cache)
+        return select_part(_prepare_data(cfg, cache), cfg.part, cfg.num_parts)
     except FileNotFoundError:
         raise
     except OSError as e:
@@ -90,6 +92,31 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
         raise CorpusError(
             f"data.cache_dir={str(cache)!r}: cannot prepare the data, {str(path)!r}: {e.strerror or e}; {hint}"
         ) from None
+
+
+def stream_parts(tokens: np.ndarray, num_parts: int) -> list[np.ndarray]:
+    """``num_parts`` contiguous slices of a token stream, of equal length up to one token (views)."""
+    bounds = np.linspace(0, len(tokens), num_parts + 1).round().astype(np.int64)
+    return [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def select_part(data: PreparedData, part: int, num_parts: int) -> PreparedData:
+    """The data of part ``part`` of ``num_parts`` (``data.part``, ``data.num_parts``): the same
+    fraction of the training and of the validation stream, both in document order."""
+    if num_parts == 1:
+        return data
+    train = stream_parts(data.train_tokens, num_parts)[part]
+    val_parts = tuple(stream_parts(data.val_tokens, num_parts))
+    first, *rest = data.description.split("\n", 1)
+    sizes = f"{_human(len(train))} train, {_human(len(val_parts[part]))} val tokens"
+    label = f"{first}; part {part} of {num_parts} (0-based): {sizes}"
+    return dataclasses.replace(
+        data,
+        train_tokens=train,
+        val_tokens=val_parts[part],
+        val_parts=val_parts,
+        description="\n".join([label, *rest]),
+    )
 
 
 def _prepare_data(cfg: DataConfig, cache: Path) -> PreparedData:

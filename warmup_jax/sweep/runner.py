@@ -255,6 +255,10 @@ def _read_metrics(out_dir: str, keys: Sequence[str]) -> dict[str, dict[int, floa
     return series
 
 
+def _last(points: dict[int, float]) -> float | None:
+    return points[max(points)] if points else None
+
+
 def _curve(points: dict[int, float]) -> dict[str, list]:
     steps = sorted(points)
     return subsample(steps, [points[s] for s in steps])
@@ -267,9 +271,11 @@ def _checkpoint_steps(out_dir: str) -> list[int]:
     return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
 
 
-def _results(out_dir: str) -> dict[str, Any]:
-    """The record's result fields, from the cell's metrics.jsonl."""
-    series = _read_metrics(out_dir, ["loss", "eval_loss", "tokens_per_s", *CURVE_METRICS.values()])
+def _results(out_dir: str, num_parts: int = 1) -> dict[str, Any]:
+    """The record's result fields, from the cell's metrics.jsonl (with ``data.num_parts`` > 1, also
+    the final validation loss of every part)."""
+    part_keys = [f"eval_loss_part{k}" for k in range(num_parts)] if num_parts > 1 else []
+    series = _read_metrics(out_dir, ["loss", "eval_loss", "tokens_per_s", *CURVE_METRICS.values(), *part_keys])
     train, evals = series["loss"], series["eval_loss"]
     finite_train = [(s, v) for s, v in sorted(train.items()) if math.isfinite(v)]
     finite_evals = [(s, v) for s, v in sorted(evals.items()) if math.isfinite(v)]
@@ -284,6 +290,7 @@ def _results(out_dir: str) -> dict[str, Any]:
         "best_eval_step": best_eval[0],
         "best_eval_loss": best_eval[1],
         "logged_tokens_per_second": float(np.mean(windows)) if windows else None,
+        **({"final_eval_loss_by_part": [_last(series[k]) for k in part_keys]} if part_keys else {}),
         "train_loss": _curve(train),
         "eval_loss": _curve(evals),
         "metrics": {
@@ -370,7 +377,7 @@ def _train_cell(study: Study, cell: Cell, *, quiet: bool) -> dict[str, Any]:
     finally:
         wall = wall_before + time.perf_counter() - start
         save_state(wall)
-    fields = _results(out_dir)
+    fields = _results(out_dir, config.data.num_parts)
     logged = fields.pop("logged_tokens_per_second")
     steps = sum(n for n, _ in throughput)
     measured = sum(n * tps for n, tps in throughput) / steps if steps else None

@@ -287,6 +287,10 @@ class Checkpointer:
             )
         return changes
 
+    def saved_config(self, step: int) -> dict:
+        """The config dict saved with ``step``."""
+        return self._restore_item(step, "config", ocp.args.JsonRestore())
+
     def restore(self, step: int, abstract_state: Any, config: dict) -> tuple[Any, dict]:
         """Returns (train state laid out like ``abstract_state``, loader state); the config was
         checked by :meth:`check_compatible` before."""

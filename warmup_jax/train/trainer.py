@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -189,7 +190,7 @@ class Trainer:
                     f"the {split} stream of {self.data.description.splitlines()[0]} has {len(tokens)} tokens, fewer "
                     f"than one window of train.seq_len={tc.seq_len} (+1); use more text or a shorter train.seq_len"
                 )
-        self._check_eval_windows(tc, len(self.data.val_tokens))
+        self._check_eval_windows(tc, min(len(t) for t in (self.data.val_tokens, *self.data.val_parts)))
         config = resolve_vocab(config, self.data.vocab_size)
         config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
         self.config = config
@@ -228,8 +229,11 @@ class Trainer:
         self.state_shardings = mesh_lib.state_shardings(abstract_state, self.mesh)
         self.checkpointer.check_space(abstract_state)  # now, not at the first save hours later
 
-        def init_state():
-            return init_train_state(self._initial_params(), self.tx, tc.seed)
+        initial = self._params_from_run(tc.init_from, abstract_params) if tc.init_from and latest is None else None
+
+        def init_state(loaded):
+            params = self._initial_params() if loaded is None else loaded
+            return init_train_state(params, self.tx, tc.seed)
 
         metrics_cfg = config.metrics
         if metrics_cfg.momentum_beta is None:
@@ -271,13 +275,13 @@ class Trainer:
         if latest is not None:
             latest = self._restore_newest_valid(abstract_like(abstract_state, self.state_shardings))
         else:
-            self.state = jax.jit(init_state, out_shardings=self.state_shardings)()
+            self.state = jax.jit(init_state, out_shardings=self.state_shardings)(initial)
             if needs_initial_gradient(config.optim):
                 self.state = self._init_from_gradient(self.state)
         self.logger = MetricLogger(tc.out_dir, tensorboard=tc.tensorboard, enabled=self.is_main, resume_after=latest)
         if self.config_changes:  # resumed with train.allow_config_change: the record says what changed
             self.logger.write(latest, {"config_change": "; ".join(self.config_changes)})
-        self._eval_data = None
+        self._eval_data: dict[int | None, list[jax.Array]] = {}
 
     def _init_from_gradient(self, state: TrainState) -> TrainState:
         """Rebuilds the optimizer state from one gradient at the initial parameters (GI-Adam).
@@ -301,6 +305,48 @@ class Trainer:
         )(state.params, batch)
         self.progress.message(f"{self.config.optim.name}: optimizer state initialised from one gradient")
         return state._replace(opt_state=opt_state)
+
+    def _params_from_run(self, folder: str, abstract_params: Any) -> Any:
+        """The parameters of the newest checkpoint that verifies in run folder ``folder``
+        (``train.init_from``), laid out like this run's; its optimizer state is not used."""
+        directory = os.path.join(folder, "checkpoints")
+        steps = Checkpointer(directory).all_steps() if os.path.isdir(directory) else []
+        if not steps:
+            raise ConfigError(
+                f"train.init_from={folder!r} holds no checkpoint ({directory} is missing or empty); "
+                "allowed: the train.out_dir of a run that saved one"
+            )
+        source = Checkpointer(directory, keep=len(steps) + 1)
+        skipped = []
+        try:
+            for step in reversed(steps):
+                saved = source.saved_config(step)
+                source_config = Config.from_dict(saved)
+                _, source_params = gpt.abstract_params(source_config.model)
+                mismatch = _first_shape_mismatch(source_params, abstract_params)
+                if mismatch:
+                    raise ConfigError(
+                        f"train.init_from={folder!r}: its model does not fit this one ({mismatch}); "
+                        "allowed: a run of the same model.* shape and vocabulary"
+                    )
+                source_tx = build_optimizer(
+                    source_config.optim, build_schedule(source_config.optim, source_config.train.steps)
+                )
+                abstract = jax.eval_shape(functools.partial(init_train_state, tx=source_tx, seed=0), source_params)
+                shardings = mesh_lib.state_shardings(abstract, self.mesh)
+                try:
+                    restored, _ = source.restore(step, abstract_like(abstract, shardings), saved)
+                except CorruptCheckpointError as e:
+                    skipped.append(str(e))
+                    continue
+                for reason in skipped:
+                    print(f"warning: skipped {reason}", file=sys.stderr, flush=True)
+                params = (restored if isinstance(restored, TrainState) else TrainState(*restored)).params
+                self.progress.message(f"parameters from {directory}/{step} (train.init_from); fresh optimizer state")
+                return params
+        finally:
+            source.close()
+        raise CheckpointError(f"train.init_from={folder!r}: no checkpoint there verifies: " + " | ".join(skipped))
 
     def _initial_params(self) -> Any:
         """The run's initial parameters (from ``train.seed``): what training starts from and what
@@ -369,11 +415,13 @@ class Trainer:
         local = rows.reshape(tc.grad_accum_steps, -1, rows.shape[-1])
         return mesh_lib.global_batch_from_local(local, self.batch_sharding)
 
-    def evaluate(self) -> float:
+    def evaluate(self, part: int | None = None) -> float:
+        """The mean loss on the fixed validation batches of the run's part (or of part ``part`` of
+        ``data.num_parts``)."""
         tc = self.config.train
-        if self._eval_data is None:
+        if part not in self._eval_data:
             batches = eval_batches(
-                self.data.val_tokens,
+                self.data.val_tokens if part is None else self.data.val_parts[part],
                 seq_len=tc.seq_len,
                 batch_size=tc.micro_batch_size,
                 num_batches=tc.eval_batches,
@@ -381,8 +429,8 @@ class Trainer:
                 process_count=jax.process_count(),
             )
             sharding = mesh_lib.eval_batch_sharding(self.mesh)
-            self._eval_data = [mesh_lib.global_batch_from_local(np.asarray(b), sharding) for b in batches]
-        losses = [self.eval_step(self.state.params, batch) for batch in self._eval_data]
+            self._eval_data[part] = [mesh_lib.global_batch_from_local(np.asarray(b), sharding) for b in batches]
+        losses = [self.eval_step(self.state.params, batch) for batch in self._eval_data[part]]
         return float(np.mean(jax.device_get(losses)))
 
     def save(self) -> None:
@@ -506,8 +554,12 @@ class Trainer:
             if evaluate:
                 with meter.paused():
                     eval_loss = self.evaluate()
+                    by_part = {
+                        f"eval_loss_part{k}": eval_loss if k == self.config.data.part else self.evaluate(k)
+                        for k in range(len(self.data.val_parts))
+                    }
                 result.eval_losses[done] = eval_loss
-                self.logger.write(done, {"eval_loss": eval_loss})
+                self.logger.write(done, {"eval_loss": eval_loss, **by_part})
                 self.progress.message(f"step {done}: eval loss {eval_loss:.4f}")
             if save and not stop:
                 with meter.paused():
@@ -535,6 +587,18 @@ class Trainer:
         self.logger.close()
         self.checkpointer.close()
         self._release_lock()
+
+
+def _first_shape_mismatch(a: Any, b: Any) -> str:
+    """'' when the two parameter trees have the same paths, shapes and dtypes; else the first difference."""
+    flat_a = dict(jax.tree_util.tree_flatten_with_path(a)[0])
+    flat_b = dict(jax.tree_util.tree_flatten_with_path(b)[0])
+    for path in sorted(set(flat_a) | set(flat_b), key=str):
+        x, y = flat_a.get(path), flat_b.get(path)
+        if x is None or y is None or x.shape != y.shape or x.dtype != y.dtype:
+            describe = lambda v: "absent" if v is None else f"{v.dtype}{list(v.shape)}"
+            return f"{jax.tree_util.keystr(path)}: {describe(x)} there, {describe(y)} here"
+    return ""
 
 
 def train(config: Config, *, quiet: bool = False) -> TrainResult:
