@@ -290,7 +290,14 @@ def _results(out_dir: str, num_parts: int = 1) -> dict[str, Any]:
         "best_eval_step": best_eval[0],
         "best_eval_loss": best_eval[1],
         "logged_tokens_per_second": float(np.mean(windows)) if windows else None,
-        **({"final_eval_loss_by_part": [_last(series[k]) for k in part_keys]} if part_keys else {}),
+        **(
+            {
+                "final_eval_loss_by_part": [_last(series[k]) for k in part_keys],
+                "eval_loss_by_part": [_curve(series[k]) for k in part_keys],
+            }
+            if part_keys
+            else {}
+        ),
         "train_loss": _curve(train),
         "eval_loss": _curve(evals),
         "metrics": {
