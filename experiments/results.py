@@ -3,9 +3,11 @@
     python experiments/results.py
 
 RESULTS.md is PROTOCOL.md (written before the comparison ran, copied verbatim), then the pilot that
-chose the protocol, the seven claims with their verdicts, the tables behind them and the figures.
-Every number is computed here from ``experiments/records/{pilot,compare}.jsonl``; the verdict rules
-are those PROTOCOL.md fixes ("What decides a verdict"). Cells still missing are reported as
+chose the protocol, the seven claims with their verdicts, the tables behind them and the figures;
+then PROTOCOL_LEADERBOARD.md with the related papers' claims, the leaderboard and the continued
+pre-training study (experiments/results_leaderboard.py).
+Every number is computed here from ``experiments/records/*.jsonl``; the verdict rules
+are those the protocols fix ("What decides a verdict"). Cells still missing are reported as
 missing, and a claim whose deciding cells are incomplete is "pending".
 """
 
@@ -39,6 +41,7 @@ def _load(name: str):
 
 
 compare = _load("compare")
+beyond = _load("results_leaderboard")  # the leaderboard study and continued pre-training
 LIONS = [label for label in compare.VARIANTS if label != "AdamW"]
 NO, YES = 0.0, compare.REFERENCE_WARMUP
 MECHANISM = ("AdamW", "LionA", "LionAR", "LionAR + RRC")  # the columns of the mechanism figure
@@ -590,6 +593,13 @@ def write(out: str, figures: str) -> list[str]:
     lines += ["## The pilots (seed 0, AdamW): the evidence behind the protocol", ""]
     for name, records in pilots.items():
         lines += pilot_section(name, records, PILOTS[name])
+    lines += beyond.sections(
+        cells.records,
+        _records(beyond.leaderboard.RECORDS),
+        _records(beyond.rewarm.RECORDS),
+        figures,
+        os.path.dirname(out),
+    )
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         f.write("\n".join(lines).rstrip() + "\n")
