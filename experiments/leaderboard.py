@@ -22,6 +22,7 @@ import os
 import statistics
 from typing import Any
 
+from warmup_jax.optim import porian_warmup_steps
 from warmup_jax.sweep import Study
 from warmup_jax.sweep.runner import read_records
 
@@ -51,7 +52,7 @@ SLW_STEPS = round(0.2 * STEPS)
 # LayerNorm, and the 2048 x 64 embedding.
 D, LAYERS, VOCAB = 64, 4, 2048
 PORIAN_TOKENS = LAYERS * (12 * D * D + 2 * D) + D + VOCAB * D
-PORIAN_REQUESTED_STEPS = math.ceil(PORIAN_TOKENS / TOKENS_PER_STEP)
+PORIAN_REQUESTED_STEPS = porian_warmup_steps(PORIAN_TOKENS, TOKENS_PER_STEP)
 PORIAN_STEPS = min(PORIAN_REQUESTED_STEPS, MAX_WARMUP)
 
 ADAMW = {"optim.name": "adamw"}

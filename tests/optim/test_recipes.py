@@ -25,6 +25,7 @@ EXPECTED_NAMES = {
     "gi_adam",
     "radam",
     "adamw_spectral_bound",
+    "warmup_free",
 }
 NDIM_MASK = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # noqa: E731
 TOKENS = jnp.array([1, 3, 3, 7, 0, 15, 2, 9, 4, 5, 6, 8, 10, 11, 12, 13, 14])  # every row
@@ -191,6 +192,24 @@ def test_lion_ar_rrc_needs_stats_and_scales_down():
     plain, _ = plain_tx.update(grads, plain_tx.init(PARAMS), PARAMS)
     kernel = lambda u: u["blocks"][0]["mlp"]["fc"]["kernel"]  # noqa: E731
     assert 0 < jnp.linalg.norm(kernel(with_rrc)) < 0.5 * jnp.linalg.norm(kernel(plain))
+
+
+def test_warmup_free_is_lion_ar_rrc_with_its_keywords():
+    grads = jax.grad(_loss)(PARAMS)
+    stats = _testlib.micro_batch_stats(grads, num_micro_batches=4, micro_batch_size=4, noise=0.5)
+    free, rrc = wo.warmup_free(0.1), wo.lion_ar_rrc(0.1)
+    state_free, state_rrc = free.init(PARAMS), rrc.init(PARAMS)
+    for _ in range(3):
+        u_free, state_free = free.update(grads, state_free, PARAMS, micro_batch_stats=stats)
+        u_rrc, state_rrc = rrc.update(grads, state_rrc, PARAMS, micro_batch_stats=stats)
+        jax.tree.map(np.testing.assert_array_equal, u_free, u_rrc)
+    assert float(optax.tree.norm(u_free)) > 0
+    assert recipes.hyperparameter_names("warmup_free") == recipes.hyperparameter_names("lion_ar_rrc")
+    assert "warmup_free" in recipes.NEEDS_MICRO_BATCH_STATS
+    with pytest.raises(recipes.UnknownHyperparameterError, match="nesterov"):
+        recipes.check_hyperparameters("warmup_free", {"nesterov": True})
+    with pytest.raises(ValueError, match="micro_batch_stats"):
+        wo.warmup_free(0.1).update(grads, wo.warmup_free(0.1).init(PARAMS), PARAMS)
 
 
 def test_gi_adam_init_sets_second_moment_and_first_step():

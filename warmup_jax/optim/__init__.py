@@ -19,6 +19,7 @@ from warmup_jax.optim.alias import (
     lion_ar_fast_momentum,
     lion_ar_rrc,
     radam,
+    warmup_free,
 )
 from warmup_jax.optim.catapult import find_catapult_lr
 from warmup_jax.optim.factors import (
@@ -116,6 +117,7 @@ __all__ = [
     "polynomial_warmup_schedule",
     "porian_warmup_steps",
     "radam",
+    "warmup_free",
     "recipes",
     "scale_by_inverse_bias_correction",
     "scale_by_lion_nesterov",

@@ -32,11 +32,12 @@ RECIPES: dict[str, Recipe] = {
         alias.gi_adam,
         alias.radam,
         alias.adamw_spectral_bound,
+        alias.warmup_free,
     )
 }
 
 #: Names whose ``update`` needs ``micro_batch_stats=MicroBatchStats(...)``.
-NEEDS_MICRO_BATCH_STATS: set[str] = {"lion_ar_rrc"}
+NEEDS_MICRO_BATCH_STATS: set[str] = {"lion_ar_rrc", "warmup_free"}
 #: Names whose state should be built by :func:`warmup_jax.optim.gi_adam_init`.
 NEEDS_INITIAL_GRADIENT: set[str] = {"gi_adam"}
 
