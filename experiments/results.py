@@ -34,14 +34,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_experiments_{name}", os.path.join(HERE, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """A sibling experiment module, loaded once (registered, so its dataclasses resolve)."""
+    key = f"_experiments_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, os.path.join(HERE, f"{name}.py"))
+        sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[key])
+    return sys.modules[key]
 
 
 compare = _load("compare")
 beyond = _load("results_leaderboard")  # the leaderboard study and continued pre-training
+advice = _load("results_advisor")  # the warmup advisor's validation
 LIONS = [label for label in compare.VARIANTS if label != "AdamW"]
 NO, YES = 0.0, compare.REFERENCE_WARMUP
 MECHANISM = ("AdamW", "LionA", "LionAR", "LionAR + RRC")  # the columns of the mechanism figure
@@ -597,6 +601,13 @@ def write(out: str, figures: str) -> list[str]:
         cells.records,
         _records(beyond.leaderboard.RECORDS),
         _records(beyond.rewarm.RECORDS),
+        figures,
+        os.path.dirname(out),
+    )
+    lines += advice.section(
+        cells.records,
+        _records(beyond.leaderboard.RECORDS),
+        pilots["pilot"],
         figures,
         os.path.dirname(out),
     )

@@ -11,6 +11,7 @@ import importlib.util
 import math
 import os
 import statistics
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,10 +23,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_experiments_{name}", os.path.join(HERE, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """A sibling experiment module, loaded once (registered, so its dataclasses resolve)."""
+    key = f"_experiments_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, os.path.join(HERE, f"{name}.py"))
+        sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[key])
+    return sys.modules[key]
 
 
 compare = _load("compare")

@@ -223,6 +223,24 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _cmd_advise(args) -> int:
+    from warmup_jax import advisor
+
+    advice, metrics, config = advisor.advise_run(args.run_dir, steps=args.steps)
+    o = config.optim
+    if o.warmup_steps:
+        print(
+            f"note: this run warms up over optim.warmup_steps={o.warmup_steps} steps; the advice is meant for a run "
+            "without warmup, whose early signals the warmup would damp",
+            file=sys.stderr,
+        )
+    for line in advice.lines():
+        print(line)
+    figure = args.figure or os.path.join(args.run_dir, "advice.png")
+    print(advisor.plot_advice(advice, metrics, advisor.equilibrium_angle(o.name, o.lr, o.hparams), figure))
+    return 0
+
+
 def _cmd_sweep(args) -> int:
     from warmup_jax.sweep.runner import run_sweep
     from warmup_jax.sweep.study import load_study
@@ -290,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a folder written by `warmup-jax train`")
     plot.add_argument("--out", default=None, help="folder for the PNGs (default: the first run's folder)")
     plot.set_defaults(func=_cmd_plot)
+    advise = sub.add_parser(
+        "advise",
+        help="say from a run's first steps whether it needs a warmup, and how long",
+        description="Read the first N logged steps of a run without warmup (its update metrics) and say whether "
+        "this optimizer, learning rate and batch need a warmup, with a recommended length and the evidence per "
+        "layer group; draw the signals with their levels (RUN_DIR/advice.png).",
+    )
+    advise.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `warmup-jax train`")
+    advise.add_argument("--steps", type=int, default=None, metavar="N", help="read the first N steps (default 5%%)")
+    advise.add_argument("--figure", default=None, help="the PNG to write (default: RUN_DIR/advice.png)")
+    advise.set_defaults(func=_cmd_advise)
     sweep = sub.add_parser(
         "sweep",
         help="train the cells of a study that have no record yet",

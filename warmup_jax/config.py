@@ -92,6 +92,10 @@ class TrainConfig:
     # A run folder (its train.out_dir): a new run starts from the parameters of its newest
     # checkpoint that verifies, with a fresh optimizer state and schedule (continued pre-training).
     init_from: str = ""
+    # After this many steps print the warmup advisor's verdict from the run's own update metrics
+    # (0: never); with stop_after_advice the run then saves a checkpoint and stops.
+    advise_after_steps: int = 0
+    stop_after_advice: bool = False
     mesh_fsdp: int = 1  # devices along the FSDP axis; the data axis takes the rest
     peak_flops_per_device: float = 0.0  # 0: looked up (accelerators) or measured (CPU)
     tensorboard: bool = True
@@ -116,13 +120,19 @@ class TrainConfig:
         ):
             check_range(f"train.{name}", getattr(self, name), low=1)
         check_choice("train.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
-        for name in ("eval_interval", "checkpoint_interval", "peak_flops_per_device"):
+        for name in ("eval_interval", "checkpoint_interval", "peak_flops_per_device", "advise_after_steps"):
             check_range(f"train.{name}", getattr(self, name), low=0)
         check_range("train.seed", self.seed, low=0, high=2**32 - 1)  # a 32-bit PRNG seed
         if self.batch_size % self.grad_accum_steps:
             raise ConfigError(
                 f"train.batch_size={self.batch_size} is not divisible by train.grad_accum_steps="
                 f"{self.grad_accum_steps}; allowed: batch_size a multiple of grad_accum_steps"
+            )
+        check_range("train.advise_after_steps", self.advise_after_steps, high=self.steps)
+        if self.stop_after_advice and not self.advise_after_steps:
+            raise ConfigError(
+                "train.stop_after_advice=true needs train.advise_after_steps >= 1 (the step at which the advice is "
+                "given); allowed: both, or stop_after_advice=false"
             )
         if not self.out_dir:
             raise ConfigError("train.out_dir='' is not allowed; give a folder for logs and checkpoints")

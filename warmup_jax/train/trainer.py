@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -32,6 +33,7 @@ import optax
 
 from warmup_jax import data as data_lib
 from warmup_jax.config import Config, ConfigError
+from warmup_jax.data._cache import write_json_atomic
 from warmup_jax.data.loader import SeqLenWarmup, TrainLoader, eval_batches
 from warmup_jax.errors import CheckpointError, CorruptCheckpointError, NonFiniteError
 from warmup_jax.metrics.update import metrics_due
@@ -62,6 +64,7 @@ from warmup_jax.train.step import (
     pack_update_metrics,
 )
 
+CONFIG_FILE = "config.json"  # the run's resolved config, in the run folder
 CATAPULT_FILE = "catapult_lr.json"  # eta_c of optim.catapult_init_lr, in the run folder
 
 
@@ -194,6 +197,8 @@ class Trainer:
         config = resolve_vocab(config, self.data.vocab_size)
         config.validate(num_devices=jax.device_count(), process_count=jax.process_count())
         self.config = config
+        if self.is_main:  # what `warmup-jax advise` and other readers of the folder need to know
+            write_json_atomic(Path(tc.out_dir) / CONFIG_FILE, config_dict(config))
         if latest is not None:
             # Before the expensive set-up, so that an incompatible run fails now; a corrupt newest
             # checkpoint is left to the restore below, which falls back to an older one.
@@ -545,8 +550,9 @@ class Trainer:
             done = step + 1
             evaluate = (tc.eval_interval and done % tc.eval_interval == 0) or done == tc.steps
             save = tc.checkpoint_interval and done % tc.checkpoint_interval == 0
-            stop = flag.stop or done == until_step
-            if evaluate or save or stop:
+            advise = done == tc.advise_after_steps
+            stop = flag.stop or done == until_step or (advise and tc.stop_after_advice)
+            if evaluate or save or stop or advise:
                 # Both wait for this step anyway: take its metrics first, so that the pause
                 # below holds no training time.
                 flush(pending)
@@ -561,6 +567,8 @@ class Trainer:
                 result.eval_losses[done] = eval_loss
                 self.logger.write(done, {"eval_loss": eval_loss, **by_part})
                 self.progress.message(f"step {done}: eval loss {eval_loss:.4f}")
+            if advise:
+                self._advise(done)
             if save and not stop:
                 with meter.paused():
                     self.save()
@@ -568,7 +576,9 @@ class Trainer:
                 self.save()
                 reason = flag.signal_name or f"stopped at step {done}"
                 self.progress.message(f"{reason}: saved a checkpoint in {self.checkpointer.directory}")
-                result.interrupted = done < tc.steps
+                # A stop the run was told to make after its advice is an end, not an interruption.
+                advised_stop = advise and tc.stop_after_advice and not flag.stop and done != until_step
+                result.interrupted = done < tc.steps and not advised_stop
                 result.interrupted_by = flag.signal_name
                 break
         if pending is not None:
@@ -581,6 +591,38 @@ class Trainer:
             self.save()
         self.close()
         return result
+
+    def _advise(self, step: int) -> None:
+        """``train.advise_after_steps``: the advisor's verdict from this run's first ``step`` steps,
+        printed (also by a quiet run) and written to ``advice.json``."""
+        from warmup_jax import advisor
+
+        if not self.is_main:
+            return
+        o, tc = self.config.optim, self.config.train
+        advice = advisor.advise(
+            advisor.read_metrics(os.path.join(tc.out_dir, "metrics.jsonl")),
+            angle_scale=advisor.equilibrium_angle(o.name, o.lr, o.hparams),
+            planned_steps=tc.steps,
+            max_warmup=tc.steps - round(o.cooldown_fraction * tc.steps),
+            steps=step,
+        )
+        lines = advice.lines()
+        if o.warmup_steps:
+            lines.append(f"(this run warms up over {o.warmup_steps} steps: the advice is meant for a run without)")
+        if tc.stop_after_advice:
+            lines.append(f"stopping after step {step} (train.stop_after_advice); --resume continues the run")
+        print("\n".join(f"advisor: {line}" for line in lines), flush=True)
+        record = {
+            "step": step,
+            "needed": advice.needed,
+            "warmup_steps": advice.warmup_steps,
+            "signal": advice.signal,
+            "score": advice.score,
+            "level": advice.level,
+            "evidence": [dataclasses.asdict(c) for c in advice.evidence],
+        }
+        write_json_atomic(Path(tc.out_dir) / "advice.json", record)
 
     def close(self) -> None:
         self.progress.close()
