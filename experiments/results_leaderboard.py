@@ -18,6 +18,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from warmup_jax.sweep.report import mean_curve
+from warmup_jax.sweep.runner import latest_records
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -319,7 +320,8 @@ class Rewarm:
     """The rewarm records by (condition, seed)."""
 
     def __init__(self, records: Sequence[dict]):
-        self.records = [r for r in records if r.get("study") == rewarm.NAME]
+        self.attempts = [r for r in records if r.get("study") == rewarm.NAME]  # a cell trained again: both
+        self.records = list(latest_records(self.attempts).values())
         self.by = {(rewarm.condition_of(r["values"]), r["values"]["train.seed"]): r for r in self.records}
         self.conditions = [rewarm.condition_of(c) for c in rewarm.continuation_cells(0)]
 
@@ -505,12 +507,15 @@ def sections(
 
 
 def rewarm_section(rw: Rewarm, figures: str, out_dir: str) -> list[str]:
-    walls = sum(r.get("wall_s") or 0 for r in rw.records)
+    walls = sum(r.get("wall_s") or 0 for r in rw.attempts)
     expected = len(rewarm.rewarm_cells(rw.records))
+    ok = sum(r.get("status") == "ok" for r in rw.records)
+    failed = sum(r.get("status") == "failed" for r in rw.records)
     lines = [
         "### Continued pre-training: re-warming",
         "",
-        f"{len(rw.records)} of {expected} cells recorded so far ({walls / 3600:.2f} CPU-hours). Final validation "
+        f"{ok} of {expected} cells done" + (f", {failed} failed" if failed else "") + f" ({walls / 3600:.2f} "
+        "CPU-hours, every attempt). Final validation "
         "loss on each half, mean ± std over seeds (n); the verdicts are in the claims list above.",
         "",
     ]

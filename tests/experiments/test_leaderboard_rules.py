@@ -5,6 +5,8 @@ import importlib.util
 import math
 import os
 
+from warmup_jax.sweep.study import cell_id
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -115,8 +117,6 @@ def test_the_basin_is_the_contiguous_range_within_one_percent():
 
 def test_rewarm_continues_only_from_a_finished_base_run():
     assert len(rewarm.rewarm_cells([])) == len(rewarm.SEEDS)
-    from warmup_jax.sweep.study import cell_id
-
     records = [{"study": rewarm.NAME, "cell_id": cell_id(rewarm.base_cell(1)), "status": "ok"}]
     cells = rewarm.rewarm_cells(records)
     continued = [c for c in cells if c.get("train.init_from")]
@@ -141,7 +141,12 @@ def test_rewarm_verdicts_follow_the_losses():
     for seed in rewarm.SEEDS:
         for c in [rewarm.base_cell(seed), *rewarm.continuation_cells(seed)]:
             parts = losses(rewarm.condition_of(c), seed)
-            records.append({"study": rewarm.NAME, "values": c, "status": "ok", "final_eval_loss_by_part": parts})
+            record = {"study": rewarm.NAME, "cell_id": cell_id(c), "values": c, "status": "ok"}
+            records.append({**record, "final_eval_loss_by_part": parts})
     verdicts = [c["verdict"] for c in report.rewarm_claims(report.Rewarm(records))]
     assert verdicts == ["reproduced", "reproduced", "reproduced"]
+    # A cell trained again (its checkpoints were needed): its last record counts, not both.
+    retried = {**records[0], "final_eval_loss_by_part": [9.0, 9.0]}
+    again = report.Rewarm([*records, retried])
+    assert again.losses("base", 0) == [9.0, losses("base", 1)[0]] and len(again.records) == len(records)
     assert {c["verdict"] for c in report.rewarm_claims(report.Rewarm([]))} == {"pending"}

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import textwrap
 from pathlib import Path
@@ -18,6 +19,7 @@ from warmup_jax.config import ConfigError
 from warmup_jax.sweep import Study, plan_cells
 from warmup_jax.sweep.report import summarize, write_report
 from warmup_jax.sweep.runner import read_records, run_sweep, select_cells, subsample
+from warmup_jax.sweep.study import cell_id
 from warmup_jax.train import logger as logger_lib
 from warmup_jax.train import trainer as trainer_lib
 
@@ -133,6 +135,8 @@ def test_records_hold_the_results(swept):
         assert record["metrics"]["update_l2"]["step"] == list(range(1, STEPS + 1))  # dense early phase
         assert record["tokens_per_second"] > 0 and record["wall_s"] > 0
         assert record["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", record["git_commit"])
+        assert record["host"]["backend"] == "cpu" and record["host"]["jax"] and record["host"]["cpu"]
+        assert re.fullmatch(r"[0-9a-f]{12}", record["host"]["cpu_flags_sha"])
         # Checkpoints of a finished cell are deleted; its metrics.jsonl stays.
         assert not os.path.exists(os.path.join(record["out_dir"], "checkpoints"))
         assert os.path.isfile(os.path.join(record["out_dir"], "metrics.jsonl"))
@@ -270,3 +274,36 @@ def test_subsample_keeps_at_most_200_points_with_the_ends_and_the_early_steps():
     assert curve["step"][0] == 1 and curve["step"][-1] == 5000
     assert curve["step"][:10] == list(range(1, 11))  # geometric half: dense early
     assert subsample([1, 2], [float("nan"), 1.0]) == {"step": [1, 2], "value": [None, 1.0]}
+
+
+def test_a_source_cell_keeps_its_checkpoints_and_is_trained_again_when_they_are_lost(text_corpus, data_cache, tmp_path):
+    """A cell another cell starts from (train.init_from) keeps its checkpoints; on a machine where they
+    are gone, the sweep trains it again before the cell that needs them."""
+    source = {"optim.lr": 1e-3}
+    runs = tmp_path / "runs"
+    start = str(runs / "chained" / cell_id(source))
+    study = Study(
+        name="chained",
+        config="tiny",
+        base=_base(text_corpus, data_cache),
+        cells=[source, {"optim.lr": 2e-3, "train.init_from": start}],
+        records=str(tmp_path / "records.jsonl"),
+        runs_dir=str(runs),
+    )
+    assert run_sweep(study, echo=_Echo()).ok == 2
+    first_source, dependent = read_records(study.records_path)
+    assert os.listdir(Path(start, "checkpoints"))  # kept: the source
+    assert not Path(dependent["out_dir"], "checkpoints").exists()  # deleted: an ordinary finished cell
+
+    # Another machine: the records, but no runs; one dependent still to run.
+    shutil.rmtree(runs)
+    Path(study.records_path).write_text(json.dumps(first_source) + "\n")
+    listing = _Echo()
+    run_sweep(study, list_only=True, echo=listing)
+    assert "to run again" in listing[0] and "to run" in listing[1]
+    result = run_sweep(study, echo=_Echo())
+    assert result.ran == 2 and result.ok == 2
+    again, _ = read_records(study.records_path)[1:]
+    assert again["cell_id"] == first_source["cell_id"]
+    assert again["final_eval_loss"] == first_source["final_eval_loss"]  # the same seed, the same run
+    assert run_sweep(study, echo=_Echo()).ran == 0  # all recorded, the source's checkpoints present

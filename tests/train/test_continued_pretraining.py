@@ -81,7 +81,10 @@ def test_a_run_starts_from_the_parameters_of_another_and_reports_every_part(tiny
     assert np.isfinite(final["eval_loss_part0"]) and final["eval_loss_part0"] != final["eval_loss_part1"]
     record = _results(str(tmp_path / "second"), num_parts=2)
     assert record["final_eval_loss_by_part"] == [final["eval_loss_part0"], final["eval_loss_part1"]]
-    assert [c["value"][-1] for c in record["eval_loss_by_part"]] == record["final_eval_loss_by_part"]
+    # the curves keep 6 significant digits; the final values are exact
+    assert [c["value"][-1] for c in record["eval_loss_by_part"]] == pytest.approx(
+        record["final_eval_loss_by_part"], rel=1e-5
+    )
     assert "final_eval_loss_by_part" not in _results(str(tmp_path / "second"))
 
 

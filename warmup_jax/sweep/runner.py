@@ -18,6 +18,10 @@ sessions gets its whole curve.
 * A cell whose loss becomes NaN or infinite is a result: ``status="diverged"``, with the step and
   the last finite loss. A cell that raises is recorded with ``status="failed"`` and the error on one
   line (the traceback goes to ``<out_dir>/error.txt``), and the sweep goes on.
+* A finished cell's checkpoints are deleted (``Study.keep_checkpoints``), except those of a
+  *source*: a cell whose folder another cell of the study starts from (``train.init_from``). A
+  recorded source whose checkpoints are gone (another machine, a deleted ``runs/``) while one of
+  its dependents is still to run is trained again first; the new record replaces the old.
 
 Exit statuses (:attr:`SweepResult.exit_status`): 0 every selected cell has a record; 3 cells are
 left (``max_cells``, or cells another sweep holds); 130/143 stopped by SIGINT/SIGTERM.
@@ -404,15 +408,41 @@ def _one_line(error: BaseException, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def host_description() -> dict[str, str]:
+    """Where a cell ran: what its floating-point results can depend on.
+
+    The same cell gives bit-identical results on one machine; on another CPU (another VM of the same
+    family may have other vector extensions, and XLA compiles for the host) the results agree to
+    float32 rounding at first and then drift apart like those of another seed.
+    """
+    import hashlib
+
+    import jax
+
+    from warmup_jax.model.flops import cpu_model_name
+
+    flags = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        flags = next((line.partition(":")[2] for line in f if line.startswith("flags")), "")
+    return {
+        "cpu": cpu_model_name(),
+        "cpu_flags_sha": hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:12],
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": str(jax.device_count()),
+    }
+
+
 def git_revision() -> tuple[str | None, bool | None]:
-    """(commit, whether tracked files differ from it) of the source tree of warmup_jax; None outside git."""
+    """(commit, whether tracked files other than the records differ from it) of the source tree of
+    warmup_jax; None outside git."""
     folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         commit = subprocess.run(
             ["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=20, check=True
         ).stdout.strip()
         changes = subprocess.run(
-            ["git", "-C", folder, "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", folder, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!experiments/records"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -463,7 +493,36 @@ class _Signals:
 # --- the sweep -----------------------------------------------------------------------------------
 
 
-def _record_cell(study: Study, cell: Cell, *, git: tuple[str | None, bool | None], quiet: bool) -> dict[str, Any]:
+def _dependents(study: Study, cells: Sequence[Cell]) -> dict[str, list[Cell]]:
+    """Cell id -> the cells of ``cells`` that start from its folder (``train.init_from``)."""
+    starts = [(c, os.path.abspath(c.config.train.init_from)) for c in cells if c.config.train.init_from]
+    dependents: dict[str, list[Cell]] = {}
+    for source in cells:
+        users = [c for c, start in starts if start == os.path.abspath(study.cell_dir(source.id))]
+        if users:
+            dependents[source.id] = users
+    return dependents
+
+
+def _source_lost(
+    study: Study,
+    cell: Cell,
+    dependents: dict[str, list[Cell]],
+    recorded: dict[str, dict[str, Any]],
+    retry_failed: bool,
+) -> bool:
+    """Whether ``cell`` is a recorded source whose checkpoints are gone while a dependent is left."""
+    users = dependents.get(cell.id)
+    if not users or (recorded.get(cell.id) or {}).get("status") != "ok":
+        return False
+    if _checkpoint_steps(study.cell_dir(cell.id)):
+        return False
+    return any(not _is_done(recorded.get(u.id), retry_failed) for u in users)
+
+
+def _record_cell(
+    study: Study, cell: Cell, *, git: tuple[str | None, bool | None], quiet: bool, keep_checkpoints: bool = False
+) -> dict[str, Any]:
     """Trains one cell and appends its record (``ok``, ``diverged`` or ``failed``); returns the record."""
     start = time.perf_counter()
     try:
@@ -485,10 +544,11 @@ def _record_cell(study: Study, cell: Cell, *, git: tuple[str | None, bool | None
         "out_dir": cell.config.train.out_dir,
         "git_commit": git[0],
         "git_dirty": git[1],
+        "host": host_description(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     append_record(study.records_path, record)
-    if not study.keep_checkpoints and record["status"] in FINISHED:
+    if not (study.keep_checkpoints or keep_checkpoints) and record["status"] in FINISHED:
         shutil.rmtree(os.path.join(cell.config.train.out_dir, "checkpoints"), ignore_errors=True)
     return record
 
@@ -522,7 +582,9 @@ def _is_done(record: dict[str, Any] | None, retry_failed: bool) -> bool:
     return record.get("status") in FINISHED or (record.get("status") == "failed" and not retry_failed)
 
 
-def _cell_status(study: Study, cell: Cell, record: dict[str, Any] | None) -> str:
+def _cell_status(study: Study, cell: Cell, record: dict[str, Any] | None, source_lost: bool = False) -> str:
+    if source_lost:
+        return f"to run again ({_outcome(record)}, but a cell to run starts from its checkpoints, which are gone)"
     if record is not None:
         return _outcome(record)
     steps = _checkpoint_steps(study.cell_dir(cell.id))
@@ -560,17 +622,25 @@ def run_sweep(
     if max_cells is not None and max_cells < 1:
         raise ConfigError(f"--max-cells {max_cells}: allowed: >= 1")
     records_path = study.records_path
-    cells = select_cells(plan_cells(study), only) if only else plan_cells(study)
+    planned = plan_cells(study)
+    cells = select_cells(planned, only) if only else planned
     recorded = latest_records(read_records(records_path))
     _check_records_match(study, cells, recorded)
     total = len(cells)
-    done_before = sum(_is_done(recorded.get(c.id), retry_failed) for c in cells)
+    dependents = _dependents(study, planned)  # a source keeps its checkpoints for cells --only leaves out too
+
+    def done(cell: Cell) -> bool:
+        return _is_done(recorded.get(cell.id), retry_failed) and not _source_lost(
+            study, cell, dependents, recorded, retry_failed
+        )
+
+    done_before = sum(done(c) for c in cells)
     summary = SweepResult(cells=total, recorded_before=done_before)
     if list_only:
         for index, cell in enumerate(cells, 1):
-            echo(
-                f"cell {index}/{total} {cell.id} {cell.describe()}: {_cell_status(study, cell, recorded.get(cell.id))}"
-            )
+            lost = _source_lost(study, cell, dependents, recorded, retry_failed)
+            status = _cell_status(study, cell, recorded.get(cell.id), lost)
+            echo(f"cell {index}/{total} {cell.id} {cell.describe()}: {status}")
         summary.left = total - done_before
         return summary
     echo(
@@ -583,7 +653,7 @@ def run_sweep(
         try:
             for index, cell in enumerate(cells, 1):
                 recorded = latest_records(read_records(records_path))  # another sweep may have finished some
-                if _is_done(recorded.get(cell.id), retry_failed):
+                if done(cell):
                     continue
                 if max_cells is not None and summary.ran >= max_cells:
                     break
@@ -594,7 +664,7 @@ def run_sweep(
                     echo(f"cell {index}/{total} {cell.id} {cell.describe()} ...", end="" if quiet else "\n", flush=True)
                     start = time.perf_counter()
                     try:
-                        record = _record_cell(study, cell, git=git, quiet=quiet)
+                        record = _record_cell(study, cell, git=git, quiet=quiet, keep_checkpoints=cell.id in dependents)
                     except SweepInterrupted as stop:
                         summary.interrupted_by = stop.signal_name or signals.received or "SIGTERM"
                         echo(f" {summary.interrupted_by}: {stop.detail}; run the same command to resume")
@@ -605,14 +675,14 @@ def run_sweep(
                 summary.ran += 1
                 setattr(summary, record["status"], getattr(summary, record["status"]) + 1)
                 recorded[cell.id] = record
-                left = sum(not _is_done(recorded.get(c.id), retry_failed) for c in cells)
+                left = sum(not done(c) for c in cells)
                 eta = f", ETA {duration(left * float(np.mean(cell_seconds)))}" if left else ""
                 echo(f" {_outcome(record)} in {duration(seconds)}; {left} left{eta}", flush=True)
         except SweepInterrupted as stop:  # between cells
             summary.interrupted_by = stop.signal_name
             echo(f"{stop.signal_name}: stopped between cells; run the same command to continue")
     recorded = latest_records(read_records(records_path))
-    summary.left = sum(not _is_done(recorded.get(c.id), retry_failed) for c in cells)
+    summary.left = sum(not done(c) for c in cells)
     echo(
         f"study {study.name}: {summary.ran} run ({summary.ok} ok, {summary.diverged} diverged, {summary.failed} "
         f"failed), {total - summary.left}/{total} recorded"
