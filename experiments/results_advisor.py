@@ -132,7 +132,10 @@ def held_out_cases(compare_records: Sequence[dict], board_records: Sequence[dict
         for lr in leaderboard.extended_lrs(label, board.found):
             no = board.found.get((label, 0, lr, 0))
             yes = board.found.get((label, leaderboard.REFERENCE_WARMUP, lr, 0))
-            if no and yes and (case := _case("held-out", label, no, yes, spread)):
+            if not (no and yes):
+                continue
+            best = 0 if compare._loss(no) <= compare._loss(yes) else leaderboard.REFERENCE_WARMUP
+            if case := _case("held-out", label, no, yes, spread, best_length=best):
                 out.append(case)
     return out
 
@@ -148,7 +151,9 @@ def fresh_cases(pilot_records: Sequence[dict], compare_records: Sequence[dict]) 
     for (batch, lr, warmup), no in sorted(by.items()):
         if warmup != 0 or (batch, lr, PILOT_WARMUP) not in by:
             continue
-        if case := _case("fresh", "AdamW", no, by[(batch, lr, PILOT_WARMUP)], spread, batch=batch):
+        yes = by[(batch, lr, PILOT_WARMUP)]
+        best = 0 if compare._loss(no) <= compare._loss(yes) else PILOT_WARMUP
+        if case := _case("fresh", "AdamW", no, yes, spread, batch=batch, best_length=best):
             out.append(case)
     return out
 
@@ -303,17 +308,55 @@ def section(compare_records, board_records, pilot_records, figures: str, out_dir
         rows.append([f"{name}, with {other} instead", *summary(cases, other, getattr(levels, other), majority)])
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    error, count = length_error(fit, levels)
     path = figure(fit + held + fresh, levels, os.path.join(figures, "advisor.png"))
+    lengths = []
+    for name, cases, choices in (
+        ("AdamW fit cells", fit, "0, 6, 15, 30, 60 steps"),
+        ("held-out cells", held, f"0 or {leaderboard.REFERENCE_WARMUP} steps"),
+        ("fresh cells", fresh, f"0 or {PILOT_WARMUP} steps"),
+    ):
+        error, count = length_error(cases, levels)
+        lengths.append(f"{name} ({count}, measured {choices}) {_fmt(error, 1)}")
     lines += [
         "",
-        f"Recommended length against the best measured one (AdamW fit cells, {count} LRs, lengths 0–60 steps): "
-        f"mean absolute error {_fmt(error, 1)} steps.",
+        "With one outcome only among a group's cells, its balanced accuracy is the rate of that outcome's cells "
+        "called right. Recommended length against the best measured one, mean absolute error in steps: "
+        + "; ".join(lengths)
+        + ".",
+        "",
+        *verdict(fit, held, levels, majority),
         "",
         f"![advisor]({os.path.relpath(path, out_dir)})",
         "",
     ]
     return lines
+
+
+def verdict(fit: Sequence[Case], held: Sequence[Case], levels: advisor.Levels, majority: bool) -> list[str]:
+    """Whether a signal beats the base rate on the held-out cells; if none does, the closest one."""
+    if not held:
+        return ["Held-out verdict: pending (no held-out cell has its spread measured yet)."]
+    scored = {}
+    for name in advisor.SIGNALS:
+        table = confusion(held, name, getattr(levels, name))
+        total = sum(table.values())
+        scored[name] = ((table["tp"] + table["tn"]) / total if total else math.nan, total)
+    base = sum(c.needed == majority for c in held) / len(held)
+    best = max(scored, key=lambda name: scored[name][0])
+    table = confusion(held, levels.signal, getattr(levels, levels.signal))
+    said = table["tp"] + table["fp"]
+    accuracy = scored[best][0]
+    if accuracy > base:
+        return [
+            f"Held-out verdict: the {best} rule beats the base rate ({_fmt(accuracy)} against {_fmt(base)} for always "
+            f"answering '{'needed' if majority else 'not needed'}')."
+        ]
+    return [
+        f"Held-out verdict: **the data do not support a predictor at this scale.** No signal beats always answering "
+        f"'{'needed' if majority else 'not needed'}' on the held-out cells ({_fmt(base)}); the closest is the {best} "
+        f"({_fmt(accuracy)}). Without warmup, {said} of {len(held)} held-out cells score above the {levels.signal} "
+        "level fitted on the comparison, whether or not their final loss gained from a warmup."
+    ]
 
 
 def _records(name: str) -> list[dict[str, Any]]:

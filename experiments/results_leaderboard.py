@@ -144,6 +144,8 @@ class Board:
             self.compared("LionAR + RRC", 0.0),
             self.compared("LionAR fast momentum", 0.0),
         ]
+        if entries[4] is not None:
+            entries[4].name = "AdamW² (Qi et al.'s spectral bound)"
         entries[5].name = "Catapult η_init (5 % warmup from η_c)"
         entries[7].name = f"Porian warmup ({leaderboard.PORIAN_STEPS} steps)"
         free = self.compared(WARMUP_FREE_PACKAGES, 0.0, name="`warmup_free` (= LionAR + RRC)")
@@ -276,7 +278,7 @@ def catapult_lrs(board: Board) -> list[float]:
 
 def figure_leaderboard(rows: Sequence[Entry], folder: str) -> str:
     """Left: each method's loss at its best LR (mean, seeds as dots). Right: seed-0 loss vs LR
-    relative to the method's best, the 1 % band shaded."""
+    relative to the method's best, the best LR's two neighbours (½×, 2×) shaded."""
     fig = Figure(figsize=(15, 6.5), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=(1, 1.2))
     ranked = sorted(rows, key=lambda e: e.mean if math.isfinite(e.mean) else math.inf, reverse=True)
@@ -301,12 +303,15 @@ def figure_leaderboard(rows: Sequence[Entry], folder: str) -> str:
         points = [(lr / entry.lr, x) for lr, x in entry.seed0.items() if math.isfinite(x)]
         xs, ys = zip(*sorted(points))
         right.plot(xs, ys, marker="o", ms=3, lw=1.2, color=cmap[i % 10], ls="-" if i < 10 else "--", label=entry.name)
-    right.axvspan(1 / 2.05, 2.05, color="gray", alpha=0.08, lw=0)
+    right.axvspan(1 / 2.05, 2.05, color="gray", alpha=0.08, lw=0, label="½× to 2× the best LR")
     right.set(xscale="log", xlabel="peak LR / the method's best LR (seed 0)", ylabel="final validation loss (seed 0)")
+    right.set_xlim(1 / 20, 20)
     right.set_ylim(top=min(6.3, right.get_ylim()[1]))
     right.grid(alpha=0.3)
     right.legend(fontsize=7, ncol=2)
-    fig.suptitle("Warmup removal on one harness: 0.34M-parameter GPT, 300 steps of 16 × 128 tokens, no LR warmup")
+    fig.suptitle(
+        "Warmup removal on one harness: 0.34M-parameter GPT, 300 steps of 16 × 128 tokens, each method at its best LR"
+    )
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "leaderboard.png")
     fig.savefig(path, dpi=110)
@@ -347,6 +352,28 @@ def _cmp(rw: Rewarm, a: str, b: str, part: int) -> tuple[float, float, bool]:
     x, y = rw.losses(a, part), rw.losses(b, part)
     ready = len(x) >= 2 and len(y) >= 2
     return _mean(x) - _mean(y), max(_std(x), _std(y)) if ready else math.nan, ready
+
+
+def paired_lines(rw: Rewarm) -> list[str]:
+    """Re-warm (5 %) minus constant, seed by seed: both continue the same base run, so the base's
+    seed-to-seed difference cancels. Reported beside the verdicts, which use the unpaired rule."""
+    five = rewarm.CONTINUE_WARMUPS[1]
+    parts = []
+    for lr in rewarm.CONTINUE_LRS:
+        for part, name in ((1, "new"), (0, "old")):
+            diffs = []
+            for seed in rewarm.SEEDS:
+                a, b = rw.by.get((f"re-warm {lr:g} {five}", seed)), rw.by.get(("constant", seed))
+                if a and b and a.get("status") == b.get("status") == "ok":
+                    diffs.append(a["final_eval_loss_by_part"][part] - b["final_eval_loss_by_part"][part])
+            if diffs:
+                parts.append(f"peak {lr:g}, {name} half: " + ", ".join(f"{d:+.3f}" for d in diffs))
+    if not parts:
+        return []
+    return [
+        "Per seed (re-warm 5 % − constant; each pair continues the same base run, so the base's own seed "
+        "difference cancels; not the verdict rule, which was fixed unpaired): " + "; ".join(parts) + "."
+    ]
 
 
 def rewarm_claims(rw: Rewarm) -> list[dict[str, str]]:
@@ -412,6 +439,9 @@ def figure_rewarm(rw: Rewarm, folder: str) -> str | None:
             ax.plot(steps, mean, ls=style, marker="o", ms=3, lw=1.4, color=f"C{i}", label=condition)
             if len(curves) > 1:
                 ax.fill_between(steps, low, high, color=f"C{i}", alpha=0.15, lw=0)
+        start = rw.losses("base", part)
+        if start:
+            ax.axhline(_mean(start), color="black", ls=":", lw=1, label="start: the base run's final loss")
         ax.set(
             xlabel="step of the continuation",
             title=f"validation loss on half {part}" + (" (old)" if part == 0 else " (new)"),
@@ -467,6 +497,10 @@ def sections(
     ]
     board_claims, rw = claims(board), Rewarm(rewarm_records)
     lines += _claim_lines(board_claims, 1) + _claim_lines(rewarm_claims(rw), len(board_claims) + 1)
+    discussion = os.path.join(HERE, "DISCUSSION_LEADERBOARD.md")  # by hand, from the tables of this section
+    if os.path.exists(discussion):
+        with open(discussion, encoding="utf-8") as f:
+            lines += ["", f.read().rstrip()]
     rows = board.rows()
     table = []
     for e in sorted(rows, key=lambda e: e.mean if math.isfinite(e.mean) else math.inf):
@@ -529,6 +563,7 @@ def rewarm_section(rw: Rewarm, figures: str, out_dir: str) -> list[str]:
             row.append(f"{_fmt(_mean(xs))}{std} ({len(xs)})" if xs else "–")
         rows.append(row)
     lines += _table(["condition (peak LR, warmup steps)", "half 0 (old)", "half 1 (new)"], rows)
+    lines += ["", *paired_lines(rw)]
     path = figure_rewarm(rw, figures)
     if path:
         lines += ["", f"![rewarm]({os.path.relpath(path, out_dir)})"]

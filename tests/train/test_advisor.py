@@ -33,6 +33,9 @@ def test_a_decaying_angle_above_its_level_asks_for_the_step_where_it_reaches_the
     assert advice.score == pytest.approx(sum(20 / math.sqrt(s) for s in range(1, 16)) / 15)
     assert advice.fit[1] == pytest.approx(-0.5)
     assert "warmup needed: about 25 steps" in advice.lines()[0]
+    assert not any(line.startswith("how far to trust it") for line in advice.lines())  # levels of one's own
+    default = advisor.advise(metrics, angle_scale=SCALE, planned_steps=300, steps=15)
+    assert default.lines()[-1].startswith("how far to trust it: the default levels, fitted on")
 
 
 def test_below_the_level_no_warmup_and_the_length_is_capped():

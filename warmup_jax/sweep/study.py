@@ -56,7 +56,8 @@ class Study:
       seed_key: the field whose values are repetitions; the report groups over everything else.
       lr_key: the field on the x axis of the report's loss-vs-learning-rate figure.
       keep_checkpoints: keep a finished cell's checkpoints (by default they are deleted once its
-        record is written; ``metrics.jsonl`` always stays).
+        record is written, except those of a cell another cell starts from with
+        ``train.init_from``; ``metrics.jsonl`` always stays).
       description: one paragraph for the report.
     """
 
