@@ -563,9 +563,9 @@ def warmup_free(learning_rate: optax.ScalarOrSchedule, **hyperparameters: Any) -
     Measured in this project's warmup-removal leaderboard (0.34M-parameter GPT, 300 steps of
     16 x 128 tokens, K = 4 micro-batches): the lowest final loss of every method there without
     warmup, 4.814 +- 0.008 over 2 seeds at peak LR 0.128, against 5.248 +- 0.062 (3 seeds) for AdamW
-    with its best measured warmup and LR (60 steps, 0.004); a 5 % warmup made it worse (5.176). Short of what a warmup-free recipe should be:
-    its good-LR basin is narrow (half and twice the best LR end 2 % and 4 % higher), and it has not
-    been run above that scale.
+    with its best measured warmup and LR (60 steps, 0.004); a 5 % warmup made it worse (5.176).
+    Short of what a warmup-free recipe should be: its good-LR basin is narrow (half and twice the
+    best LR end 2 % and 4 % higher), and it has not been run above that scale.
 
     Example:
         >>> import optax
