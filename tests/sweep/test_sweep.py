@@ -276,16 +276,43 @@ def test_subsample_keeps_at_most_200_points_with_the_ends_and_the_early_steps():
     assert subsample([1, 2], [float("nan"), 1.0]) == {"step": [1, 2], "value": [None, 1.0]}
 
 
-def test_a_source_cell_keeps_its_checkpoints_and_is_trained_again_when_they_are_lost(text_corpus, data_cache, tmp_path):
+class _CheckpointingTrainer:
+    """Stands in for the trainer: saves a checkpoint folder and a validation loss; a run with
+    train.init_from fails, as the real one does, when the source holds no checkpoint."""
+
+    trained: list = []
+
+    def __init__(self, config, quiet=False):
+        self.config = config
+        start = config.train.init_from
+        if start:
+            folder = os.path.join(start, "checkpoints")
+            if not (os.path.isdir(folder) and os.listdir(folder)):
+                raise ConfigError(f"train.init_from={start!r} holds no checkpoint")
+
+    def run(self):
+        out = self.config.train.out_dir
+        os.makedirs(os.path.join(out, "checkpoints", str(STEPS)), exist_ok=True)
+        with open(os.path.join(out, "metrics.jsonl"), "w") as f:
+            f.write(json.dumps({"step": STEPS, "loss": 5.0, "eval_loss": 5.0 + self.config.optim.lr}) + "\n")
+        self.trained.append(os.path.basename(out))
+        return trainer_lib.TrainResult(out, STEPS, {STEPS: 5.0}, {STEPS: 5.0}, tokens_per_second=1.0)
+
+    def close(self):
+        pass
+
+
+def test_a_source_cell_keeps_its_checkpoints_and_is_trained_again_when_they_are_lost(tmp_path, monkeypatch):
     """A cell another cell starts from (train.init_from) keeps its checkpoints; on a machine where they
     are gone, the sweep trains it again before the cell that needs them."""
+    monkeypatch.setattr(trainer_lib, "Trainer", _CheckpointingTrainer)
+    monkeypatch.setattr(_CheckpointingTrainer, "trained", [])
     source = {"optim.lr": 1e-3}
     runs = tmp_path / "runs"
     start = str(runs / "chained" / cell_id(source))
     study = Study(
         name="chained",
         config="tiny",
-        base=_base(text_corpus, data_cache),
         cells=[source, {"optim.lr": 2e-3, "train.init_from": start}],
         records=str(tmp_path / "records.jsonl"),
         runs_dir=str(runs),
@@ -295,15 +322,17 @@ def test_a_source_cell_keeps_its_checkpoints_and_is_trained_again_when_they_are_
     assert os.listdir(Path(start, "checkpoints"))  # kept: the source
     assert not Path(dependent["out_dir"], "checkpoints").exists()  # deleted: an ordinary finished cell
 
-    # Another machine: the records, but no runs; one dependent still to run.
+    # Another machine: the records, but no runs; the dependent still to run.
     shutil.rmtree(runs)
     Path(study.records_path).write_text(json.dumps(first_source) + "\n")
     listing = _Echo()
     run_sweep(study, list_only=True, echo=listing)
-    assert "to run again" in listing[0] and "to run" in listing[1]
+    assert "to run again" in listing[0] and listing[1].rstrip().endswith(": to run")
+    _CheckpointingTrainer.trained.clear()
     result = run_sweep(study, echo=_Echo())
     assert result.ran == 2 and result.ok == 2
-    again, _ = read_records(study.records_path)[1:]
-    assert again["cell_id"] == first_source["cell_id"]
-    assert again["final_eval_loss"] == first_source["final_eval_loss"]  # the same seed, the same run
+    assert _CheckpointingTrainer.trained == [cell_id(source), dependent["cell_id"]]  # the source first
     assert run_sweep(study, echo=_Echo()).ran == 0  # all recorded, the source's checkpoints present
+    # With the source's checkpoints gone but nothing left that needs them, nothing is trained again.
+    shutil.rmtree(Path(start, "checkpoints"))
+    assert run_sweep(study, echo=_Echo()).ran == 0
