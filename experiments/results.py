@@ -46,6 +46,7 @@ def _load(name: str):
 compare = _load("compare")
 beyond = _load("results_leaderboard")  # the leaderboard study and continued pre-training
 advice = _load("results_advisor")  # the warmup advisor's validation
+postln_followup = _load("results_postln")  # the Post-LN follow-up of the leaderboard
 LIONS = [label for label in compare.VARIANTS if label != "AdamW"]
 NO, YES = 0.0, compare.REFERENCE_WARMUP
 MECHANISM = ("AdamW", "LionA", "LionAR", "LionAR + RRC")  # the columns of the mechanism figure
@@ -601,6 +602,13 @@ def write(out: str, figures: str) -> list[str]:
         cells.records,
         _records(beyond.leaderboard.RECORDS),
         _records(beyond.rewarm.RECORDS),
+        figures,
+        os.path.dirname(out),
+    )
+    lines += postln_followup.section(
+        cells.records,
+        _records(beyond.leaderboard.RECORDS),
+        _records(postln_followup.postln.RECORDS),
         figures,
         os.path.dirname(out),
     )

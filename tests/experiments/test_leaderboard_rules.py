@@ -20,6 +20,7 @@ def _load(name):
 compare = _load("compare")
 leaderboard = _load("leaderboard")
 rewarm = _load("rewarm")
+postln = _load("postln")
 report = _load("results_leaderboard")
 
 
@@ -150,3 +151,18 @@ def test_rewarm_verdicts_follow_the_losses():
     again = report.Rewarm([*records, retried])
     assert again.losses("base", 0) == [9.0, losses("base", 1)[0]] and len(again.records) == len(records)
     assert {c["verdict"] for c in report.rewarm_claims(report.Rewarm([]))} == {"pending"}
+
+
+def test_the_post_ln_follow_up_extends_its_grid_past_an_edge_optimum():
+    assert len(postln.postln_cells([])) == len(postln.BASE_LRS) * len(postln.WARMUPS) == 12
+    long = postln.WARMUPS[1]
+    records = []
+    for c in postln.postln_cells([]):
+        # Best at the smallest LR for the long warmup; inside the grid for the other.
+        best = postln.BASE_LRS[0] if c["optim.warmup_steps"] == long else 2e-3
+        record = {"study": postln.NAME, "values": c, "status": "ok", "final_eval_loss": _bowl(c["optim.lr"], best)}
+        records.append(record)
+    cells = postln.postln_cells(records)
+    added = [c for c in cells if c["optim.lr"] not in postln.BASE_LRS]
+    assert [(c["optim.warmup_steps"], c["optim.lr"]) for c in added] == [(long, postln.BASE_LRS[0] / 2)]
+    assert all(c["model.norm_position"] == "post" and c["train.seed"] == 0 for c in cells)
