@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 _BEYOND = "_experiments_results_leaderboard"  # the key the report loads it under; its loader does the rest
@@ -105,13 +106,14 @@ def figure(pos: Positions, folder: str) -> str | None:
     if not any(math.isfinite(x) for x in pos.grid[("post", postln.WARMUPS[0])].values()):
         return None
     fig = Figure(figsize=(12, 4.4), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
     for ax, position, title in zip(axes, ("post", "pre"), ("Post-LN", "Pre-LN")):
         for i, w in enumerate(pos.warmups):
             points = sorted((lr, x) for lr, x in pos.grid[(position, w)].items() if math.isfinite(x))
             if points:
                 ax.plot(*zip(*points), marker="o", ms=3, color=f"C{i}", label=f"warmup {w} steps")
         ax.set(xscale="log", xlabel="peak LR", title=f"{title} AdamW, seed 0")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("final validation loss")
     axes[1].legend(fontsize=8)
