@@ -598,27 +598,14 @@ def write(out: str, figures: str) -> list[str]:
     lines += ["## The pilots (seed 0, AdamW): the evidence behind the protocol", ""]
     for name, records in pilots.items():
         lines += pilot_section(name, records, PILOTS[name])
-    lines += beyond.sections(
-        cells.records,
-        _records(beyond.leaderboard.RECORDS),
-        _records(beyond.rewarm.RECORDS),
-        figures,
-        os.path.dirname(out),
-    )
-    lines += postln_followup.section(
-        cells.records,
-        _records(beyond.leaderboard.RECORDS),
-        _records(postln_followup.postln.RECORDS),
-        figures,
-        os.path.dirname(out),
-    )
-    lines += advice.section(
-        cells.records,
-        _records(beyond.leaderboard.RECORDS),
-        pilots["pilot"],
-        figures,
-        os.path.dirname(out),
-    )
+    board = _records(beyond.leaderboard.RECORDS)
+    # The sections beyond the paper, each from the comparison's and the leaderboard's records and its own.
+    for section, own in (
+        (beyond.sections, _records(beyond.rewarm.RECORDS)),
+        (postln_followup.section, _records(postln_followup.postln.RECORDS)),
+        (advice.section, pilots["pilot"]),
+    ):
+        lines += section(cells.records, board, own, figures, os.path.dirname(out))
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         f.write("\n".join(lines).rstrip() + "\n")
