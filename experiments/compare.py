@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from warmup_jax.sweep import Study
@@ -117,16 +118,16 @@ def _loss(record: dict[str, Any] | None) -> float:
     return math.nan if record.get("status") != "ok" or loss is None else float(loss)
 
 
-def extended_lrs(label: str, found: dict[tuple, dict[str, Any]]) -> list[float]:
-    """The LR grid of an optimizer: its starting grid, extended beyond an edge that holds the best
-    seed-0 loss of either warmup (one LR at a time, as the records of the last one arrive)."""
-    lrs = sorted(VARIANTS[label][2])
-    # At most 6 passes; a pass extends the grid once per warmup whose best is at an edge (so up to 12
-    # LRs beyond the starting grid): an optimizer that never turns is reported so.
+def extend_grid(lrs: list[float], warmups: Sequence[Any], loss: Callable[[Any, float], float]) -> list[float]:
+    """``lrs`` (sorted) extended beyond an edge that holds the best seed-0 ``loss(warmup, lr)`` of any
+    of ``warmups``, one LR at a time (as the records of the last one arrive); unchanged while a cell
+    is missing (NaN). At most 6 passes; a pass extends the grid once per warmup whose best is at an
+    edge: a method that never turns is reported so."""
+    lrs = list(lrs)
     for _ in range(6):
         grown = False
-        for warmup in (0.0, REFERENCE_WARMUP):
-            losses = [_loss(found.get((label, warmup_steps(warmup), lr, 0))) for lr in lrs]
+        for warmup in warmups:
+            losses = [loss(warmup, lr) for lr in lrs]
             if any(math.isnan(x) for x in losses):
                 return lrs  # the grid is not complete yet
             best = min(range(len(lrs)), key=lambda i: losses[i])
@@ -141,6 +142,16 @@ def extended_lrs(label: str, found: dict[tuple, dict[str, Any]]) -> list[float]:
         if not grown:
             return lrs
     return lrs
+
+
+def extended_lrs(label: str, found: dict[tuple, dict[str, Any]]) -> list[float]:
+    """The LR grid of an optimizer: its starting grid, extended beyond an edge that holds the best
+    seed-0 loss of either warmup (:func:`extend_grid`)."""
+    return extend_grid(
+        sorted(VARIANTS[label][2]),
+        (0.0, REFERENCE_WARMUP),
+        lambda warmup, lr: _loss(found.get((label, warmup_steps(warmup), lr, 0))),
+    )
 
 
 def best_lr(label: str, warmup: float, lrs: list[float], found: dict[tuple, dict[str, Any]]) -> float | None:

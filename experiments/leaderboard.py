@@ -101,25 +101,11 @@ def _key(values: dict[str, Any]) -> tuple:
 
 def extended_lrs(label: str, found: dict[tuple, dict[str, Any]]) -> list[float]:
     """The method's LR grid: AdamW's, extended beyond an edge that holds a seed-0 optimum."""
-    lrs = sorted(compare.ADAMW_LRS)
-    for _ in range(6):
-        grown = False
-        for warmup in METHODS[label][1]:
-            losses = [compare._loss(found.get((label, warmup, lr, 0))) for lr in lrs]
-            if any(math.isnan(x) for x in losses):
-                return lrs
-            best = min(range(len(lrs)), key=lambda i: losses[i])
-            if math.isinf(losses[best]):
-                continue
-            if best == 0:
-                lrs.insert(0, lrs[0] / compare.LR_STEP)
-                grown = True
-            elif best == len(lrs) - 1:
-                lrs.append(lrs[-1] * compare.LR_STEP)
-                grown = True
-        if not grown:
-            return lrs
-    return lrs
+    return compare.extend_grid(
+        sorted(compare.ADAMW_LRS),
+        METHODS[label][1],
+        lambda warmup, lr: compare._loss(found.get((label, warmup, lr, 0))),
+    )
 
 
 def best_lr(label: str, warmup: int, lrs: list[float], found: dict[tuple, dict[str, Any]]) -> float | None:

@@ -12,7 +12,6 @@ Expected: 12 cells (a few more if a warmup's best LR is at an edge), ~1.5 min ea
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 from typing import Any
 
@@ -41,19 +40,8 @@ def found_of(records: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
 
 
 def grid(warmup: int, found: dict[tuple, dict[str, Any]]) -> list[float]:
-    """The LRs of one warmup: the base grid, extended one LR at a time past an edge holding its best."""
-    lrs = list(BASE_LRS)
-    while True:
-        losses = [compare._loss(found.get((warmup, lr, 0))) for lr in lrs]
-        if any(math.isnan(x) for x in losses) or all(math.isinf(x) for x in losses):
-            return lrs
-        best = min(range(len(lrs)), key=lambda i: losses[i])
-        if best == 0:
-            lrs.insert(0, lrs[0] / compare.LR_STEP)
-        elif best == len(lrs) - 1:
-            lrs.append(lrs[-1] * compare.LR_STEP)
-        else:
-            return lrs
+    """The LRs of one warmup: the base grid, extended past an edge holding its best."""
+    return compare.extend_grid(list(BASE_LRS), (warmup,), lambda w, lr: compare._loss(found.get((w, lr, 0))))
 
 
 def postln_cells(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
