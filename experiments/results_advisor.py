@@ -324,7 +324,7 @@ def section(compare_records, board_records, pilot_records, figures: str, out_dir
         + "; ".join(lengths)
         + ".",
         "",
-        *verdict(fit, held, levels, majority),
+        *verdict(held, levels, majority),
         "",
         f"![advisor]({os.path.relpath(path, out_dir)})",
         "",
@@ -332,20 +332,18 @@ def section(compare_records, board_records, pilot_records, figures: str, out_dir
     return lines
 
 
-def verdict(fit: Sequence[Case], held: Sequence[Case], levels: advisor.Levels, majority: bool) -> list[str]:
+def verdict(held: Sequence[Case], levels: advisor.Levels, majority: bool) -> list[str]:
     """Whether a signal beats the base rate on the held-out cells; if none does, the closest one."""
     if not held:
         return ["Held-out verdict: pending (no held-out cell has its spread measured yet)."]
-    scored = {}
-    for name in advisor.SIGNALS:
-        table = confusion(held, name, getattr(levels, name))
-        total = sum(table.values())
-        scored[name] = ((table["tp"] + table["tn"]) / total if total else math.nan, total)
+    tables = {name: confusion(held, name, getattr(levels, name)) for name in advisor.SIGNALS}
+    scored = {
+        name: (t["tp"] + t["tn"]) / total if (total := sum(t.values())) else math.nan for name, t in tables.items()
+    }
     base = sum(c.needed == majority for c in held) / len(held)
-    best = max(scored, key=lambda name: scored[name][0])
-    table = confusion(held, levels.signal, getattr(levels, levels.signal))
-    said = table["tp"] + table["fp"]
-    accuracy = scored[best][0]
+    best = max(scored, key=scored.get)
+    said = tables[levels.signal]["tp"] + tables[levels.signal]["fp"]
+    accuracy = scored[best]
     if accuracy > base:
         return [
             f"Held-out verdict: the {best} rule beats the base rate ({_fmt(accuracy)} against {_fmt(base)} for always "

@@ -105,9 +105,9 @@ class Board:
         self.found = {leaderboard._key(r["values"]): r for r in self.records}
         self.expected = len(leaderboard.leaderboard_cells(self.records, list(compare_records)))
 
-    def method(self, label: str, warmup: int) -> Entry:
+    def method(self, label: str, warmup: int, name: str | None = None) -> Entry:
         lrs = leaderboard.extended_lrs(label, self.found)
-        return Entry(label, lrs, lambda lr, s: compare._loss(self.found.get((label, warmup, lr, s))))
+        return Entry(name or label, lrs, lambda lr, s: compare._loss(self.found.get((label, warmup, lr, s))))
 
     def compared(self, label: str, fraction: float, name: str | None = None) -> Entry:
         lrs = compare.extended_lrs(label, self.compare_found)
@@ -134,20 +134,16 @@ class Board:
             self.compared("AdamW", 0.0),
             self.method("RAdam", 0),
             self.method("GI-Adam", 0),
-            self.method("AdamW²", 0),
-            self.method("Catapult", leaderboard.REFERENCE_WARMUP),
+            self.method("AdamW²", 0, name="AdamW² (Qi et al.'s spectral bound)"),
+            self.method("Catapult", leaderboard.REFERENCE_WARMUP, name="Catapult η_init (5 % warmup from η_c)"),
             self.method("SLW", 0),
-            self.method("Porian", leaderboard.PORIAN_STEPS),
+            self.method("Porian", leaderboard.PORIAN_STEPS, name=f"Porian warmup ({leaderboard.PORIAN_STEPS} steps)"),
             self.method("Post-LN", 0),
             self.compared("LionA", 0.0),
             self.compared("LionAR", 0.0),
             self.compared("LionAR + RRC", 0.0),
             self.compared("LionAR fast momentum", 0.0),
         ]
-        if entries[4] is not None:
-            entries[4].name = "AdamW² (Qi et al.'s spectral bound)"
-        entries[5].name = "Catapult η_init (5 % warmup from η_c)"
-        entries[7].name = f"Porian warmup ({leaderboard.PORIAN_STEPS} steps)"
         free = self.compared(WARMUP_FREE_PACKAGES, 0.0, name="`warmup_free` (= LionAR + RRC)")
         return [e for e in entries if e is not None] + [free]
 

@@ -46,8 +46,8 @@ def test_the_library_defaults_are_the_fit_of_the_committed_comparison():
 def test_the_held_out_verdict_says_when_no_signal_beats_the_base_rate():
     levels = advisor.Levels(angle_ratio=5.0, rrc=0.05)
     loud = [_case(9, 0.09, 0.0) for _ in range(3)] + [_case(9, 0.09, 0.5)]  # 3 of 4 above, needed or not
-    (line,) = validation.verdict([], loud, levels, majority=False)
+    (line,) = validation.verdict(loud, levels, majority=False)
     assert "do not support a predictor" in line and "4 of 4 held-out cells" in line and "(0.75)" in line
     telling = [_case(1, 0.01, 0.0) for _ in range(3)] + [_case(9, 0.09, 0.5)]
-    (line,) = validation.verdict([], telling, levels, majority=False)
+    (line,) = validation.verdict(telling, levels, majority=False)
     assert line.startswith("Held-out verdict: the angle_ratio rule beats the base rate (1.00 against 0.75")
