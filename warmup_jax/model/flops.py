@@ -73,14 +73,29 @@ def measured_matmul_flops(size: int = _MATMUL_SIZE, repeats: int = _MATMUL_REPEA
     return 2.0 * size**3 / best
 
 
-def cpu_model_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` reports)."""
+def _cpuinfo(*keys: str) -> str | None:
+    """The first non-empty value of one of ``keys`` in ``/proc/cpuinfo`` (Linux), whitespace-normalised."""
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "cpu model", "Hardware") and value.strip():
+            if key.strip() in keys and value.strip():
                 return " ".join(value.split())
-    return platform.processor() or platform.machine() or "unknown cpu"
+    return None
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` reports)."""
+    return (
+        _cpuinfo("model name", "Model", "cpu model", "Hardware")
+        or platform.processor()
+        or platform.machine()
+        or "unknown cpu"
+    )
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's feature flags, sorted (``/proc/cpuinfo``; empty where it does not list them)."""
+    return sorted((_cpuinfo("flags") or "").split())
 
 
 def machine_key() -> str:

@@ -419,14 +419,11 @@ def host_description() -> dict[str, str]:
 
     import jax
 
-    from warmup_jax.model.flops import cpu_model_name
+    from warmup_jax.model.flops import cpu_flags, cpu_model_name
 
-    flags = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-        flags = next((line.partition(":")[2] for line in f if line.startswith("flags")), "")
     return {
         "cpu": cpu_model_name(),
-        "cpu_flags_sha": hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:12],
+        "cpu_flags_sha": hashlib.sha256(" ".join(cpu_flags()).encode()).hexdigest()[:12],
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": str(jax.device_count()),
@@ -521,7 +518,13 @@ def _source_lost(
 
 
 def _record_cell(
-    study: Study, cell: Cell, *, git: tuple[str | None, bool | None], quiet: bool, keep_checkpoints: bool = False
+    study: Study,
+    cell: Cell,
+    *,
+    git: tuple[str | None, bool | None],
+    host: dict[str, str],
+    quiet: bool,
+    keep_checkpoints: bool = False,
 ) -> dict[str, Any]:
     """Trains one cell and appends its record (``ok``, ``diverged`` or ``failed``); returns the record."""
     start = time.perf_counter()
@@ -544,7 +547,7 @@ def _record_cell(
         "out_dir": cell.config.train.out_dir,
         "git_commit": git[0],
         "git_dirty": git[1],
-        "host": host_description(),
+        "host": host,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     append_record(study.records_path, record)
@@ -647,7 +650,7 @@ def run_sweep(
         f"study {study.name}: {total} cells, {done_before} recorded, {total - done_before} to run; "
         f"records in {records_path}, runs in {os.path.join(study.runs_dir, study.name)}"
     )
-    git = git_revision()
+    git, host = git_revision(), host_description()
     cell_seconds: list[float] = []
     with _Signals() as signals:
         try:
@@ -664,7 +667,9 @@ def run_sweep(
                     echo(f"cell {index}/{total} {cell.id} {cell.describe()} ...", end="" if quiet else "\n", flush=True)
                     start = time.perf_counter()
                     try:
-                        record = _record_cell(study, cell, git=git, quiet=quiet, keep_checkpoints=cell.id in dependents)
+                        record = _record_cell(
+                            study, cell, git=git, host=host, quiet=quiet, keep_checkpoints=cell.id in dependents
+                        )
                     except SweepInterrupted as stop:
                         summary.interrupted_by = stop.signal_name or signals.received or "SIGTERM"
                         echo(f" {summary.interrupted_by}: {stop.detail}; run the same command to resume")
